@@ -1,0 +1,15 @@
+# Two commands on a fresh machine: `make demo` runs the app on the bundled real clip, `make test` runs the tests.
+.PHONY: install demo test bench
+install:
+	bash scripts/install.sh
+
+demo: install
+	@if [ -n "$$DISPLAY" ]; then .venv/bin/python main.py --demo; \
+	else echo "no display: rendering headless to out/demo.mp4"; \
+	.venv/bin/python main.py --demo --headless --record out/demo.mp4 --stats out/demo_stats.json; fi
+
+test: install
+	.venv/bin/python -m pytest -q
+
+bench: install
+	.venv/bin/python main.py bench --json docs/benchmarks/cpu.json --plot docs/benchmarks/cpu.png

