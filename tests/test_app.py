@@ -1,0 +1,117 @@
+"""The whole app on the real demo clip, headless (Mesa EGL), through main.py's entry point."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import main as app_main
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _run(*argv: str) -> int:
+    return app_main.main(list(argv))
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    rec, stats = out / "demo.mp4", out / "stats.json"
+    code = _run("--demo", "--headless", "--as-fast-as-possible", "--record", str(rec), "--stats", str(stats),
+                "--layout", "overlay", "--landmarks")
+    return code, rec, stats
+
+
+def test_demo_pipeline_runs_every_frame(demo_run):
+    code, rec, stats = demo_run
+    assert code == 0
+    s = json.loads(stats.read_text())
+    assert s["frames"] == 120
+    assert s["found_ratio"] == 1.0  # MediaPipe finds the face in every frame of the clip
+    for stage in ("capture", "track", "decode", "smooth", "render"):
+        assert stage in s["stages_ms"] and s["stages_ms"][stage]["p50"] > 0
+    assert s["fps"] > 0
+
+
+def test_recording_readable_with_right_frame_count(demo_run):
+    _, rec, _ = demo_run
+    cap = cv2.VideoCapture(str(rec))
+    n, frames = 0, []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        n += 1
+        if n in (1, 60):
+            frames.append(img)
+    cap.release()
+    assert n == 120
+    assert frames[0].shape == (144, 176, 3)
+
+
+def test_rendered_head_sits_on_the_face(tmp_path):
+    """Render one tracked demo frame in overlay mode: the head's pixels cover the tracked landmarks."""
+    from engine.embedding import load_embedding
+    from engine.headspace import load_head
+    from realtime.render import RenderOptions, Renderer
+    from realtime.sources import open_source
+    from realtime.stages import TrackStage
+    from realtime.tracker import FaceTracker, TrackerOptions, load_tracker_assets
+    from realtime.record import FrameRecord
+
+    canonical, reference = load_tracker_assets()
+    head, emb = load_head(), load_embedding()
+    with open_source(demo=True, realtime=False) as src, \
+            FaceTracker.create(TrackerOptions(), canonical, reference) as tracker:
+        f = src.read()
+        rec = FrameRecord(f.index, f.t_capture, f.timestamp_ms, image=f.image)
+        TrackStage(tracker, emb.head_from_canonical())(rec)
+    assert rec.face_found
+    rec.vertices = head.vertices.copy()
+    h, w = rec.image.shape[:2]
+    r = Renderer.offscreen(w, h, head.triangles, head.uvs)
+    try:
+        blank = FrameRecord(0, 0.0, 0, image=rec.image)
+        r.render(blank, RenderOptions(layout="overlay", show_hud=False))
+        background = r.read_rgb().astype(np.int32)
+        r.render(rec, RenderOptions(layout="overlay", show_hud=False))
+        img = r.read_rgb().astype(np.int32)
+    finally:
+        r.release()
+    changed = np.abs(img - background).sum(axis=2) > 30
+    assert changed.mean() > 0.05, "the head is not drawn"
+    lm = rec.landmarks_px[:468, :2]
+    inside = changed[np.clip(lm[:, 1].astype(int), 0, h - 1), np.clip(lm[:, 0].astype(int), 0, w - 1)]
+    assert inside.mean() > 0.9, f"only {inside.mean():.0%} of the landmarks are under the drawn head"
+    ys, xs = np.nonzero(changed)
+    cx, cy = xs.mean(), ys.mean()
+    assert abs(cx - lm[:, 0].mean()) < 0.15 * w and abs(cy - lm[:, 1].mean()) < 0.25 * h
+
+
+def test_missing_video_is_one_line_error(capsys):
+    assert _run("--video", "/nonexistent/clip.mp4", "--headless") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "/nonexistent/clip.mp4" in err[0]
+
+
+def test_no_display_without_headless_is_one_line_error():
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--demo", "--frames", "2"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert lines and "--headless" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_osc_target_is_one_line_error(capsys):
+    assert _run("--demo", "--headless", "--osc", "nonsense", "--frames", "1") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and "HOST:PORT" in err[-1]

@@ -1,0 +1,178 @@
+"""Frame sources on the real demo clip, on image folders, and the one-line errors for bad input."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.errors import SourceError, UserError
+from realtime.sources import (CameraSource, FrameSource, ImageSource, VideoSource, demo_clip_path, list_cameras,
+                              open_source)
+
+DEMO_FRAMES = 120
+DEMO_FPS = 30000 / 1001
+
+
+@pytest.fixture(scope="module")
+def demo_frames() -> list:
+    with VideoSource(demo_clip_path(), realtime=False) as src:
+        return list(src)
+
+
+def test_demo_clip_has_120_frames_with_increasing_timestamps(demo_frames):
+    assert len(demo_frames) == DEMO_FRAMES
+    assert all(f.image.shape == (144, 176, 3) and f.image.dtype == np.uint8 for f in demo_frames)
+    ts = np.array([f.timestamp_ms for f in demo_frames])
+    assert np.all(np.diff(ts) > 0)
+    assert ts[0] == 0
+    assert ts[-1] == round(119 * 1000 / DEMO_FPS)  # frame index / fps
+    assert [f.index for f in demo_frames] == list(range(DEMO_FRAMES))
+
+
+def test_source_protocol_and_idempotent_close():
+    src = open_source(demo=True, realtime=False)
+    assert isinstance(src, FrameSource)
+    assert src.fps == pytest.approx(DEMO_FPS, rel=1e-3)
+    assert src.read() is not None
+    src.close()
+    src.close()
+    assert src.read() is None
+
+
+def test_realtime_pacing_vs_as_fast_as_possible():
+    n = 24  # 0.77 s of video at 29.97 fps
+    t = time.perf_counter()
+    with VideoSource(demo_clip_path(), realtime=True, loop_to=n) as src:
+        frames = list(src)
+    paced = time.perf_counter() - t
+    t = time.perf_counter()
+    with VideoSource(demo_clip_path(), realtime=False, loop_to=n) as src:
+        fast_frames = list(src)
+    fast = time.perf_counter() - t
+    assert len(frames) == len(fast_frames) == n
+    expected = (n - 1) / DEMO_FPS
+    assert expected * 0.95 <= paced <= expected + 0.5
+    assert fast < expected / 2
+    # t_capture of a paced source is the frame's due time: evenly spaced at 1/fps
+    dt = np.diff([f.t_capture for f in frames])
+    assert np.allclose(dt, 1 / DEMO_FPS, atol=1e-6)
+
+
+def test_loop_to_and_resize_and_mirror(demo_frames):
+    with VideoSource(demo_clip_path(), realtime=False, loop_to=250, resize=(640, 480), mirror=True) as src:
+        frames = list(src)
+    assert len(frames) == 250
+    assert frames[0].image.shape == (480, 640, 3)
+    assert np.all(np.diff([f.timestamp_ms for f in frames]) > 0)
+    # frame 125 is the demo's frame 5 again, upscaled and mirrored
+    ref = cv2.flip(cv2.resize(demo_frames[5].image, (640, 480), interpolation=cv2.INTER_LINEAR), 1)
+    assert np.array_equal(frames[125].image, ref)
+
+
+def test_missing_video_names_the_path(tmp_path):
+    missing = tmp_path / "nope.mp4"
+    with pytest.raises(SourceError, match=r"nope\.mp4 not found"):
+        VideoSource(missing)
+
+
+def test_non_video_file_is_refused(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video\n" * 50)
+    with pytest.raises(SourceError) as e:
+        VideoSource(bad)
+    msg = str(e.value)
+    assert "notes.mp4" in msg and "\n" not in msg
+    assert "cannot be opened" in msg or "no readable frames" in msg
+
+
+def test_folder_given_as_video(tmp_path):
+    with pytest.raises(SourceError, match="is a folder"):
+        VideoSource(tmp_path)
+
+
+def test_image_folder_sorted_and_skips_unreadable(tmp_path, demo_frames, caplog):
+    for i in (2, 0, 1):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), demo_frames[i * 10].image)
+    (tmp_path / "f15.jpg").write_bytes(b"garbage")
+    (tmp_path / "readme.txt").write_text("ignored")
+    with caplog.at_level("WARNING"), ImageSource(tmp_path) as src:
+        frames = list(src)
+    assert len(frames) == 3
+    for i, f in enumerate(frames):
+        assert np.array_equal(f.image, demo_frames[i * 10].image)  # PNG is lossless, order f0 f1 f2
+    assert any("f15.jpg" in r.getMessage() for r in caplog.records)
+    assert np.all(np.diff([f.timestamp_ms for f in frames]) > 0)
+
+
+def test_single_image_and_repeat(tmp_path, demo_frames):
+    p = tmp_path / "face.png"
+    cv2.imwrite(str(p), demo_frames[0].image)
+    with ImageSource(p, repeat=4) as src:
+        frames = list(src)
+    assert len(frames) == 4 and [f.index for f in frames] == [0, 1, 2, 3]
+
+
+def test_bad_images(tmp_path):
+    with pytest.raises(SourceError, match="holds no images"):
+        ImageSource(tmp_path)
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(SourceError, match=r"x\.png is not an image"):
+        ImageSource(bad)
+    with pytest.raises(SourceError, match="holds no readable image"):
+        ImageSource(tmp_path)
+    with pytest.raises(SourceError, match="not found"):
+        ImageSource(tmp_path / "missing")
+
+
+def test_missing_camera_is_one_line_with_the_cameras_found():
+    t = time.perf_counter()
+    with pytest.raises(SourceError) as e:
+        CameraSource(99)  # beyond what list_cameras probes, so missing on any machine
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("camera 99 not found (cameras found: ")
+    assert msg.endswith("use --demo or --video PATH")
+    found = list_cameras()
+    assert ("none" if not found else ", ".join(map(str, found))) in msg
+    assert time.perf_counter() - t < 10
+
+
+def test_open_source_needs_exactly_one():
+    with pytest.raises(UserError, match="choose one source"):
+        open_source(camera=0, demo=True)
+    with pytest.raises(UserError, match="no source given"):
+        open_source()
+
+
+def test_demo_clip_path_is_the_installed_clip():
+    p = demo_clip_path()
+    assert p.name == "carphone_pristine.mp4" and p.is_file()
+    assert isinstance(p, Path)
+
+
+def test_camera_thread_latest_frame_wins_and_reconnects():
+    """CameraSource's thread on a device OpenCV can open here: the demo file as a 'stream'.
+
+    The file is decoded far faster than we read, so reads skip frames (latest wins); at its end reads
+    fail as if the camera were unplugged, and the thread reopens it (a reconnect).
+    """
+    with CameraSource(str(demo_clip_path()), read_timeout_s=5.0, max_backoff_s=0.25) as cam:
+        frames = []
+        t_end = time.perf_counter() + 1.0
+        while time.perf_counter() < t_end:
+            frames.append(cam.read())
+            time.sleep(0.02)
+        thread = cam._thread
+    assert not thread.is_alive()  # close() joined it
+    assert cam.reconnects >= 1
+    idx = [f.index for f in frames]
+    ts = [f.timestamp_ms for f in frames]
+    assert all(b > a for a, b in zip(idx, idx[1:]))  # never the same frame twice
+    assert all(b > a for a, b in zip(ts, ts[1:]))
+    assert idx[-1] - idx[0] > len(frames)  # some frames were dropped: latest frame wins
+    assert cam.read() is None  # closed
+    cam.close()
