@@ -31,7 +31,7 @@ from engine.sampling import sample_expressions, sample_identity
 class TrainConfig:
     """Training knobs; `steps` is the deterministic length of a run."""
 
-    steps: int = 8000
+    steps: int = 6000
     batch: int = 64
     lr: float = 2e-3
     seed: int = 0
