@@ -64,7 +64,9 @@ def read_checkpoint(path: Path = CHECKPOINT_PATH) -> dict:
         if want != sha256_file(path):
             raise CheckpointError(f"{path} is corrupt (sha256 differs from {hp.name}); {REBUILD}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # TorchVersion (a str subclass) appears in train_info of checkpoints written by torch ≤ 2.13 code
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}); {REBUILD}") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
@@ -85,7 +87,9 @@ def load_face_model(path: Path = CHECKPOINT_PATH, hierarchy: MeshHierarchy | Non
     try:
         cfg = ModelConfig.from_dict(payload["model_config"])
         model = FaceModel.build(h, cfg)
-        model.load_state_dict(payload["state_dict"])
+        wanted = model.state_dict()
+        # graph buffers are rebuilt from the hierarchy (whose topology hash matched); keep the rest
+        model.load_state_dict({k: v for k, v in payload["state_dict"].items() if k in wanted}, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path} does not fit this model ({str(exc).splitlines()[0][:120]}); {REBUILD}") from None
     return model.eval()

@@ -15,6 +15,7 @@ uses it exports to ONNX and TensorRT:
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class MeshHierarchy:
 
     @property
     def sizes(self) -> list[int]:
+        """Vertex count per level, fine → coarse."""
         return [len(v) for v in self.vertices]
 
     def topology_hash(self) -> str:
@@ -133,6 +135,11 @@ def build_hierarchy(vertices: np.ndarray, triangles: np.ndarray, levels: int = 4
     return MeshHierarchy(verts, tris, [n[0] for n in nbr], [n[1] for n in nbr], down, up_i, up_w)
 
 
+def topology_hash(h: MeshHierarchy) -> str:
+    """sha256 of the hierarchy's topology (see `MeshHierarchy.topology_hash`)."""
+    return h.topology_hash()
+
+
 def save_hierarchy(h: MeshHierarchy, path: Path = HIERARCHY_PATH) -> None:
     """Write `hierarchy.npz` with the keys of docs/architecture.md."""
     arrays: dict[str, np.ndarray] = {"num_levels": np.array(h.num_levels, dtype=np.int32)}
@@ -159,5 +166,5 @@ def load_hierarchy(path: Path = HIERARCHY_PATH) -> MeshHierarchy:
                                  g("up_w", range(n - 1)))
     except FileNotFoundError:
         raise CheckpointError(f"{path} not found; rebuild it with `python main.py build-assets`") from None
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{path} is unreadable ({exc}); rebuild it with `python main.py build-assets`") from None

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.chebconv import ChebConv, scaled_laplacian_weights, sparse_apply, sparse_from_padded
-from engine.hierarchy import MeshHierarchy
+from engine.chebconv import ChebConv, sparse_apply, sparse_from_padded
+from engine.hierarchy import MeshHierarchy, topology_hash  # noqa: F401  (re-exported)
 
 NUM_LANDMARKS = 468
 NUM_EXPRESSIONS = 52
@@ -50,30 +50,31 @@ class ModelConfig:
 
 
 class UpSample(nn.Module):
-    """Barycentric up-sampling: x [B,Vc,C] → [B,Vf,C] with idx [Vf,3], w [Vf,3]."""
+    """Barycentric up-sampling: x [B,Vc,C] → [B,Vf,C] with idx [Vf,3], w [Vf,3] (rows sum to 1):
+    three gathers, each scaled per output vertex, summed (graph buffers derived, not saved)."""
 
     def __init__(self, idx: np.ndarray, w: np.ndarray) -> None:
         super().__init__()
+        idx, w = np.asarray(idx), np.asarray(w, dtype=np.float32)
         self.num_out = len(idx)
-        self.register_buffer("idx", torch.as_tensor(np.asarray(idx), dtype=torch.long).reshape(-1))
-        self.register_buffer("w", torch.as_tensor(w, dtype=torch.float32).reshape(-1, 3, 1))
-
+        for k in range(3):
+            self.register_buffer(f"idx_{k}", torch.as_tensor(idx[:, k], dtype=torch.long), persistent=False)
+            self.register_buffer(f"w_{k}", torch.as_tensor(w[:, k]).reshape(-1, 1), persistent=False)
+        self._padded = (torch.as_tensor(idx, dtype=torch.long), torch.as_tensor(w))
         self.sparse_training = False
         self._sparse: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.sparse_training and self.training:
             if self._sparse is None:
-                self._sparse = sparse_from_padded(self.idx.reshape(-1, 3), self.w.reshape(-1, 3), None, x.shape[1])
+                self._sparse = sparse_from_padded(*self._padded, None, x.shape[1])
             return sparse_apply(self._sparse, x)
-        b, _, c = x.shape
-        g = x.index_select(1, self.idx).reshape(b, self.num_out, 3, c)
-        return (g * self.w).sum(dim=2)
+        return (x.index_select(1, self.idx_0) * self.w_0 + x.index_select(1, self.idx_1) * self.w_1
+                + x.index_select(1, self.idx_2) * self.w_2)
 
 
 def _cheb(h: MeshHierarchy, level: int, cin: int, cout: int, K: int) -> ChebConv:
-    w, diag = scaled_laplacian_weights(h.nbr_idx[level], h.nbr_mask[level])
-    return ChebConv(cin, cout, K, h.nbr_idx[level], w, diag)
+    return ChebConv(cin, cout, K, h.nbr_idx[level], h.nbr_mask[level])
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -118,6 +119,16 @@ class Decoder(nn.Module):
         self.register_buffer("mean_vertices", torch.as_tensor(mean_vertices, dtype=torch.float32))
         self.register_buffer("offset_scale", torch.tensor(float(offset_scale), dtype=torch.float32))
 
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        """The decoder in execution order, for building twins (e.g. a torch_geometric benchmark):
+        ("fc", Linear) then per coarse→fine step ("conv", ChebConv on level l+1), ("act", ELU),
+        ("up", UpSample to level l), and last ("head", ChebConv on level 0, no activation); the
+        result is × `offset_scale` + `mean_vertices`."""
+        out: list[tuple[str, nn.Module]] = [("fc", self.fc)]
+        for conv, up in zip(self.convs, self.ups):
+            out += [("conv", conv), ("act", self.act), ("up", up)]
+        return out + [("head", self.head)]
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.fc(z).reshape(z.shape[0], self.coarse_vertices, self.coarse_channels)
         for conv, up in zip(self.convs, self.ups):
@@ -155,6 +166,10 @@ class FaceModel(nn.Module):
             if isinstance(mod, (ChebConv, UpSample)):
                 mod.sparse_training = on
         return self
+
+    def decoder_layers(self) -> list[tuple[str, nn.Module]]:
+        """`Decoder.layers()`: the decoder's modules in execution order."""
+        return self.decoder.layers()
 
     def encode(self, landmarks: torch.Tensor) -> torch.Tensor:
         return self.encoder(landmarks)

@@ -1,9 +1,16 @@
 """`python main.py train`: fit the face model on synthetic heads with tracker-like landmarks.
 
-Data: a fixed pool of `pool` samples (identity, expressions → vertices through the linear head
-model; landmarks through the embedding and `engine.augment`), generated from `seed`. Loss:
-    L1(vertices, mm; face region ×2) + edge_weight · L1(edge vectors) + expr_weight · L1(expressions)
-Adam with a cosine learning-rate decay; fixed seed, deterministic algorithms, fixed thread count.
+Data: a fixed pool of `pool` samples (identity and expressions from `engine.sampling` → vertices
+through the linear head model; landmarks through the embedding and `engine.augment`, with the
+tracker noise measured on the real clip), generated from `seed`. Loss per step:
+
+    L1(vertices, mm; face region weighted ×face_weight) + edge_weight · L1(edge vectors, mm)
+    + expr_weight · L1(expression weights)
+
+The edge term compares every mesh edge vector with the target's: it penalises high-frequency
+error (roughness) that the vertex term tolerates (docs/training.md measures the trade-off).
+Adam with a one-cycle learning rate; deterministic for a fixed seed *and* thread count
+(`torch.use_deterministic_algorithms`, a numpy Generator for data and batch order).
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,16 +28,19 @@ from engine.augment import AugmentConfig, LandmarkSpace, tracker_like_landmarks
 from engine.canonical import load_canonical
 from engine.checkpoint import CHECKPOINT_PATH, save_checkpoint
 from engine.embedding import Embedding, load_embedding, reference_landmarks
+from engine.errors import UserError
 from engine.headspace import Head, load_head
 from engine.hierarchy import MeshHierarchy, load_hierarchy
 from engine.model import FaceModel, ModelConfig
-from engine.noise import load_tracker_noise
+from engine.noise import TrackerNoise, load_tracker_noise
 from engine.sampling import sample_expressions, sample_identity
+
+POOL_CHUNK = 2000  # samples generated per chunk; part of the data's definition (keep fixed)
 
 
 @dataclass
 class TrainConfig:
-    """Training knobs; `steps` is the deterministic length of a run."""
+    """Training knobs; `steps` is the deterministic length of a run (docs/training.md)."""
 
     steps: int = 6000
     batch: int = 64
@@ -41,7 +52,29 @@ class TrainConfig:
     face_weight: float = 2.0
     threads: int = 2
     model: ModelConfig = field(default_factory=lambda: ModelConfig(latent=32))
+    aug: AugmentConfig | None = None  # None: AugmentConfig.from_noise(the measured tracker noise)
     out: Path = CHECKPOINT_PATH
+    log_every: int = 50
+
+    def validate(self) -> None:
+        """Raise UserError for values that cannot train."""
+        for name in ("steps", "batch", "pool", "threads", "log_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+        if self.lr <= 0 or self.edge_weight < 0 or self.expr_weight < 0:
+            raise UserError("--lr must be > 0 and the loss weights ≥ 0")
+
+
+class TrainResult(NamedTuple):
+    """What `train` returns (unpacks as `model, info`); `history` is also in `info["history"]`."""
+
+    model: FaceModel
+    info: dict
+
+    @property
+    def history(self) -> list[dict]:
+        """Logged loss records: {step, loss, vert_l1_mm, edge_l1_mm, expr_l1}."""
+        return self.info["history"]
 
 
 @dataclass
@@ -51,8 +84,13 @@ class HeadData:
     head: Head
     emb: Embedding
     space: LandmarkSpace
-    sigma: np.ndarray  # [468,3] tracker noise std, mm
+    noise: TrackerNoise
     basis: np.ndarray  # [2A+52, V*3] f32: [identity +, identity −, expressions]
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """[468,3] tracker noise std, mm."""
+        return self.noise.sigma_mm
 
     @classmethod
     def load(cls) -> "HeadData":
@@ -61,7 +99,7 @@ class HeadData:
                               canon.procrustes_weights)
         basis = np.concatenate([head.identity_pos, head.identity_neg, head.expression_targets]).reshape(
             -1, head.vertices.size).astype(np.float32)
-        return cls(head, emb, space, load_tracker_noise().sigma_mm, basis)
+        return cls(head, emb, space, load_tracker_noise(), basis)
 
     def coefficients(self, identity: np.ndarray, expressions: np.ndarray) -> np.ndarray:
         """[n,A], [n,52] → [n,2A+52] rows of the linear basis."""
@@ -71,44 +109,59 @@ class HeadData:
         """[n,2A+52] → [n,V,3] f32 mm."""
         return self.head.vertices + (coeffs @ self.basis).reshape(len(coeffs), -1, 3)
 
+    def default_aug(self) -> AugmentConfig:
+        return AugmentConfig.from_noise(self.noise)
+
 
 @dataclass
 class Pool:
-    """A generated data set: coefficients [n,2A+52], expressions [n,52], noisy landmarks [n,468,3]."""
+    """A generated data set: coefficients [n,2A+52] f32, expressions [n,52] f32, noisy normalised
+    landmarks [n,468,3] f32 mm, clean normalised landmarks [n,468,3] f32 mm."""
 
     coeffs: np.ndarray
     expressions: np.ndarray
     landmarks: np.ndarray
+    clean_landmarks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.coeffs)
 
 
-def make_pool(data: HeadData, n: int, seed: int, aug: AugmentConfig = AugmentConfig(),
-              chunk: int = 2000, progress: bool = False) -> Pool:
-    """Sample `n` heads and their tracker-like landmarks, deterministically from `seed`."""
+def make_pool(data: HeadData, n: int, seed: int, aug: AugmentConfig | None = None, progress: bool = False) -> Pool:
+    """Sample `n` heads and their tracker-like landmarks, deterministically from `seed`.
+
+    Chunked by POOL_CHUNK, so the first m samples of a pool of n ≥ m equal a pool of m (same seed).
+    """
+    aug = aug or data.default_aug()
     rng = np.random.default_rng(seed)
-    coeffs, exprs, lms = [], [], []
-    for start in tqdm(range(0, n, chunk), desc="data", disable=not progress, leave=False):
-        m = min(chunk, n - start)
+    coeffs, exprs, lms, clean = [], [], [], []
+    for start in tqdm(range(0, n, POOL_CHUNK), desc="data", disable=not progress, leave=False):
+        m = min(POOL_CHUNK, n - start)
         ids = sample_identity(rng, m, data.head.num_identity)
         ex = sample_expressions(rng, m)
         c = data.coefficients(ids, ex)
-        noisy, _ = tracker_like_landmarks(rng, data.vertices(c), data.emb.vertex_ids, data.emb.bary,
-                                          data.space, data.sigma, aug)
+        noisy, cl = tracker_like_landmarks(rng, data.vertices(c), data.emb.vertex_ids, data.emb.bary,
+                                           data.space, data.sigma, aug)
         coeffs.append(c)
         exprs.append(ex)
         lms.append(noisy)
-    return Pool(np.concatenate(coeffs), np.concatenate(exprs), np.concatenate(lms))
+        clean.append(cl)
+    return Pool(np.concatenate(coeffs), np.concatenate(exprs), np.concatenate(lms), np.concatenate(clean))
 
 
 def edges_of(triangles: np.ndarray) -> np.ndarray:
-    """Unique undirected edges [E,2] of a triangle list."""
+    """Unique undirected edges [E,2] of a triangle list [F,3]."""
     e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
     return np.unique(np.sort(e, axis=1), axis=0)
 
 
 def build_model(data: HeadData, h: MeshHierarchy, pool: Pool, cfg: ModelConfig) -> FaceModel:
-    """A fresh model whose normalisation buffers come from the training pool."""
-    sample = pool.coeffs[: min(len(pool.coeffs), 5000)]
-    verts = data.vertices(sample)
+    """A fresh model whose normalisation buffers come from the training pool.
+
+    mean_vertices [V,3] and offset_scale (scalar std of the offsets) from up to 5000 pool heads;
+    lm_mean [468,3] and lm_scale (scalar std) from the pool's noisy landmarks.
+    """
+    verts = data.vertices(pool.coeffs[: min(len(pool), 5000)])
     mean_v = verts.mean(axis=0)
     offset_scale = float((verts - mean_v).std())
     lm_mean = pool.landmarks.mean(axis=0)
@@ -116,65 +169,112 @@ def build_model(data: HeadData, h: MeshHierarchy, pool: Pool, cfg: ModelConfig) 
     return FaceModel.build(h, cfg, mean_v, offset_scale, lm_mean, lm_scale)
 
 
-def _seed_everything(seed: int, threads: int) -> None:
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads)
+class Loss(torch.nn.Module):
+    """The training loss (module docstring); returns (total, parts dict of floats-as-tensors)."""
+
+    def __init__(self, data: HeadData, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.register_buffer("basis", torch.from_numpy(data.basis))
+        self.register_buffer("neutral", torch.from_numpy(data.head.vertices.reshape(-1)))
+        self.register_buffer("edges", torch.from_numpy(edges_of(data.head.triangles)).long())
+        vw = torch.ones(data.head.vertices.shape[0], 1)
+        vw[torch.from_numpy(data.head.face_mask)] = cfg.face_weight
+        self.register_buffer("vw", vw / vw.mean())
+        self.edge_weight, self.expr_weight = cfg.edge_weight, cfg.expr_weight
+
+    def targets(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """[B,C] → [B,V,3] mm."""
+        return (self.neutral + coeffs @ self.basis).reshape(len(coeffs), -1, 3)
+
+    def forward(self, pred_v: torch.Tensor, pred_e: torch.Tensor, coeffs: torch.Tensor,
+                exprs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        target = self.targets(coeffs)
+        l_v = ((pred_v - target).abs() * self.vw).mean()
+        e0, e1 = self.edges[:, 0], self.edges[:, 1]
+        l_edge = ((pred_v[:, e0] - pred_v[:, e1]) - (target[:, e0] - target[:, e1])).abs().mean()
+        l_expr = (pred_e - exprs).abs().mean()
+        total = l_v + self.edge_weight * l_edge + self.expr_weight * l_expr
+        return total, {"vert_l1_mm": l_v, "edge_l1_mm": l_edge, "expr_l1": l_expr}
+
+
+def _plain(d: dict) -> dict:
+    """Config dict → JSON / weights_only friendly (paths → str, tuples → lists)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Path):
+            v = str(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, dict):
+            v = _plain(v)
+        out[k] = v
+    return out
+
+
+def train(cfg: TrainConfig, progress: bool = True, save: bool = True, data: HeadData | None = None,
+          hierarchy: MeshHierarchy | None = None, pool: Pool | None = None) -> TrainResult:
+    """Train; save the checkpoint (+ `.sha256`, `.history.json`) when `save`; return (model, info).
+
+    data / hierarchy / pool: pre-loaded inputs (tests and studies); by default the shipped assets and a
+    pool of `cfg.pool` samples from `cfg.seed`.
+    """
+    cfg.validate()
+    prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
+    try:
+        return _train(cfg, progress, save, data, hierarchy, pool)
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+        torch.set_num_threads(prev_threads)
 
 
-def train(cfg: TrainConfig, progress: bool = True, save: bool = True) -> tuple[FaceModel, dict]:
-    """Train, save the checkpoint (when `save`), return (model, info)."""
-    _seed_everything(cfg.seed, cfg.threads)
+def _train(cfg: TrainConfig, progress: bool, save: bool, data: HeadData | None, h: MeshHierarchy | None,
+           pool: Pool | None) -> TrainResult:
     t0 = time.perf_counter()
-    data, h = HeadData.load(), load_hierarchy()
-    pool = make_pool(data, cfg.pool, cfg.seed, progress=progress)
+    data = data or HeadData.load()
+    h = h or load_hierarchy()
+    aug = cfg.aug or data.default_aug()
+    pool = pool or make_pool(data, cfg.pool, cfg.seed, aug, progress=progress)
     t_data = time.perf_counter() - t0
     model = build_model(data, h, pool, cfg.model).use_sparse_training(True)
-    basis = torch.from_numpy(data.basis)
-    neutral = torch.from_numpy(data.head.vertices.reshape(-1))
-    edges = torch.from_numpy(edges_of(data.head.triangles))
-    vw = torch.ones(data.head.vertices.shape[0], 1)
-    vw[torch.from_numpy(data.head.face_mask)] = cfg.face_weight
-    vw /= vw.mean()
+    loss_fn = Loss(data, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     rng = np.random.default_rng(cfg.seed + 1)
-    lms = torch.from_numpy(pool.landmarks)
-    coeffs = torch.from_numpy(pool.coeffs)
-    exprs = torch.from_numpy(pool.expressions)
-    history = []
-    bar = tqdm(range(cfg.steps), desc="train", disable=not progress)
+    lms, coeffs, exprs = (torch.from_numpy(a) for a in (pool.landmarks, pool.coeffs, pool.expressions))
+    history: list[dict] = []
     model.train()
+    t1 = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc="train", disable=not progress)
     for step in bar:
         idx = torch.from_numpy(rng.integers(0, len(lms), size=cfg.batch))
-        target = (neutral + coeffs[idx] @ basis).reshape(cfg.batch, -1, 3)
         pred_v, pred_e = model(lms[idx])
-        l_v = ((pred_v - target).abs() * vw).mean()
-        d_pred = pred_v[:, edges[:, 0]] - pred_v[:, edges[:, 1]]
-        d_true = target[:, edges[:, 0]] - target[:, edges[:, 1]]
-        l_edge = (d_pred - d_true).abs().mean()
-        l_expr = (pred_e - exprs[idx]).abs().mean()
-        loss = l_v + cfg.edge_weight * l_edge + cfg.expr_weight * l_expr
+        loss, parts = loss_fn(pred_v, pred_e, coeffs[idx], exprs[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        if step % 50 == 0 or step == cfg.steps - 1:
-            rec = {"step": step, "loss": float(loss), "vert_l1_mm": float(l_v), "edge_l1_mm": float(l_edge),
-                   "expr_l1": float(l_expr)}
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            rec = {"step": step, "loss": float(loss), **{k: float(v) for k, v in parts.items()}}
             history.append(rec)
             bar.set_postfix(v=f"{rec['vert_l1_mm']:.3f}", e=f"{rec['expr_l1']:.4f}")
-    model.eval()
+    t_train = time.perf_counter() - t1
+    model.use_sparse_training(False).eval()
     info = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "model"},
+        "config": _plain({k: v for k, v in asdict(cfg).items() if k not in ("model", "aug")}),
         "model": cfg.model.to_dict(),
+        "augment": aug.to_dict(),
+        "noise_source": data.noise.source,
         "data_seconds": round(t_data, 1),
-        "train_seconds": round(time.perf_counter() - t0 - t_data, 1),
+        "train_seconds": round(t_train, 1),
+        "steps_per_second": round(cfg.steps / max(t_train, 1e-9), 2),
         "final": history[-1],
-        "torch": torch.__version__,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "torch": str(torch.__version__),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
     }
     if save:
         save_checkpoint(model, h, cfg.out, train_info=info)
-        cfg.out.with_suffix(".history.json").write_text(json.dumps(history) + "\n")
-    return model, info
+        Path(cfg.out).with_suffix(".history.json").write_text(json.dumps(history) + "\n")
+    return TrainResult(model, {**info, "history": history})

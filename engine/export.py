@@ -1,0 +1,199 @@
+"""ONNX export of the face model (`python main.py export`): one self-contained file, dynamic batch.
+
+    landmarks [B,468,3] f32 (normalised mm)  →  vertices [B,V,3] f32 (mm), expressions [B,52] f32
+
+The TorchScript exporter (`dynamo=False`) writes weights inline (no `.onnx.data` beside it) and keeps
+axis 0 symbolic. Every file is checked with `onnx.checker` and run in ONNX Runtime against torch on
+random inputs at batch 1 and batch 5 (so the dynamic axis is exercised); the largest absolute
+differences are returned. The source checkpoint's sha256 is stored in the file's metadata
+(`source_sha256`), so back-ends can tell a stale export from a current one (`onnx_is_current`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import UserError
+
+log = logging.getLogger("facemesh.export")
+
+INPUT_NAME = "landmarks"
+OUTPUT_NAMES = ("vertices", "expressions")
+NUM_LANDMARKS = 468
+SOURCE_KEY = "source_sha256"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+ONNX_PATH = MODELS_DIR / "decoder.onnx"
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What `export_onnx` wrote and how closely ONNX Runtime reproduces torch (max |Δ| over the test batches)."""
+
+    path: Path
+    max_abs_err_vertices: float  # mm
+    max_abs_err_expressions: float  # expression weight units (0..1)
+    num_vertices: int
+    opset: int
+    bytes: int
+
+
+def random_landmarks(batch: int, seed: int = 0, scale_mm: float = 40.0) -> np.ndarray:
+    """Plausible-magnitude test input [batch,468,3] f32: N(0, scale_mm) per coordinate."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((batch, NUM_LANDMARKS, 3)) * scale_mm).astype(np.float32)
+
+
+def export_onnx(model: torch.nn.Module, path: Path = ONNX_PATH, opset: int = 17,
+                source_sha256: str | None = None, parity_batches: tuple[int, ...] = (1, 5)) -> ExportReport:
+    """Export `model` (a FaceModel: landmarks [B,468,3] → (vertices [B,V,3], expressions [B,52])) to `path`.
+
+    Checks the file with `onnx.checker`, then compares ONNX Runtime (CPU) with torch on random inputs of
+    each size in `parity_batches`. The file is written atomically (temporary name, then rename).
+    Raises UserError if the destination cannot be written.
+    """
+    import onnx
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {path.parent} ({exc.strerror}); pass a writable --out") from None
+    model = model.eval().cpu()
+    example = torch.from_numpy(random_landmarks(2))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with torch.no_grad():
+            torch.onnx.export(model, (example,), str(tmp), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"},
+                                            OUTPUT_NAMES[1]: {0: "batch"}},
+                              opset_version=opset, dynamo=False, do_constant_folding=True)
+        proto = onnx.load(str(tmp))
+        onnx.checker.check_model(proto, full_check=True)
+        _stamp(proto, source_sha256)
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror}); pass a writable --out") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    err_v, err_e = onnx_parity(model, path, parity_batches)
+    report = ExportReport(path, err_v, err_e, int(model.num_vertices), opset, path.stat().st_size)
+    write_sidecar(report, source_sha256)
+    return report
+
+
+def write_sidecar(report: ExportReport, source_sha256: str | None) -> Path:
+    """`<name>.json` beside the export: its source hash, names, sizes and the parity figures."""
+    side = report.path.with_suffix(".json")
+    side.write_text(json.dumps({
+        "source_sha256": source_sha256, "opset": report.opset, "input": INPUT_NAME, "outputs": list(OUTPUT_NAMES),
+        "num_vertices": report.num_vertices, "bytes": report.bytes,
+        "max_abs_err_vertices_mm": report.max_abs_err_vertices,
+        "max_abs_err_expressions": report.max_abs_err_expressions}, indent=2) + "\n")
+    return side
+
+
+def _stamp(proto, source_sha256: str | None) -> None:
+    """Record the source checkpoint's hash in the model's metadata_props."""
+    del proto.metadata_props[:]
+    if source_sha256:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = SOURCE_KEY, source_sha256
+    proto.producer_name = "facemesh-live"
+
+
+def onnx_parity(model: torch.nn.Module, path: Path, batches: tuple[int, ...] = (1, 5), seed: int = 1
+                ) -> tuple[float, float]:
+    """Max |torch − ONNX Runtime| over random inputs of each batch size: (vertices mm, expressions)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    err_v = err_e = 0.0
+    for i, b in enumerate(batches):
+        x = random_landmarks(b, seed + i)
+        with torch.no_grad():
+            tv, te = model(torch.from_numpy(x))
+        ov, oe = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+        if ov.shape != tuple(tv.shape) or oe.shape != tuple(te.shape):
+            raise RuntimeError(f"ONNX output shapes {ov.shape}, {oe.shape} differ from torch "
+                               f"{tuple(tv.shape)}, {tuple(te.shape)} at batch {b}")
+        err_v = max(err_v, float(np.abs(ov - tv.numpy()).max()))
+        err_e = max(err_e, float(np.abs(oe - te.numpy()).max()))
+    return err_v, err_e
+
+
+def onnx_source_hash(path: Path) -> str | None:
+    """The `source_sha256` stored by `export_onnx`, or None (no such key, or not an ONNX file)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (OSError, ValueError, RuntimeError, onnx.onnx_cpp2py_export.checker.ValidationError):
+        return None
+    except Exception as exc:  # protobuf's DecodeError has no stable import path across versions
+        if type(exc).__name__ == "DecodeError":
+            return None
+        raise
+    return next((p.value for p in proto.metadata_props if p.key == SOURCE_KEY), None)
+
+
+def onnx_is_current(path: Path, source_sha256: str) -> bool:
+    """True if `path` exists and was exported from the checkpoint whose sha256 is `source_sha256`."""
+    return Path(path).exists() and onnx_source_hash(path) == source_sha256
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """sha256 of a model's state (names, shapes and bytes of every tensor): the cache key of its export."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.numpy().tobytes())
+    return "state:" + h.hexdigest()
+
+
+def ensure_onnx(model_path: Path = MODELS_DIR / "face_model.pt", onnx_path: Path | None = None,
+                model: torch.nn.Module | None = None, cache_dir: Path = MODELS_DIR / "engine_cache") -> Path:
+    """An ONNX export that matches the model, exported first if missing or stale.
+
+    With `model` (an in-memory FaceModel) the key is a hash of its state; otherwise the checkpoint at
+    `model_path` (existence, hash and version checked first) and its file sha256. Default destination:
+    `models/decoder.onnx` for the shipped checkpoint, else `cache_dir/decoder-<key>.onnx`.
+    """
+    from engine.checkpoint import CHECKPOINT_PATH, load_face_model, read_checkpoint, sha256_file
+
+    if model is not None:
+        digest = model_digest(model)
+        default = Path(cache_dir) / f"decoder-{digest[6:22]}.onnx"
+    else:
+        model_path = Path(model_path)
+        read_checkpoint(model_path)  # CheckpointError with its one-line fix when missing/corrupt/old
+        digest = sha256_file(model_path)
+        shipped = model_path.resolve() == CHECKPOINT_PATH.resolve()
+        default = ONNX_PATH if shipped else Path(cache_dir) / f"decoder-{digest[:16]}.onnx"
+    path = Path(onnx_path) if onnx_path is not None else default
+    if onnx_is_current(path, digest):
+        return path
+    log.info("exporting %s (missing or older than the model)", path)
+    source = model if model is not None else load_face_model(model_path)
+    report = export_onnx(source, path, source_sha256=digest)
+    log.info("exported %s: max |Δ| vertices %.2e mm, expressions %.2e", path,
+             report.max_abs_err_vertices, report.max_abs_err_expressions)
+    return path
+
+
+def export_checkpoint(model_path: Path = MODELS_DIR / "face_model.pt", out: Path = ONNX_PATH, opset: int = 17
+                      ) -> ExportReport:
+    """`python main.py export`: load the checkpoint (checked), export it stamped with its sha256."""
+    from engine.checkpoint import load_face_model, sha256_file
+
+    model = load_face_model(Path(model_path))
+    return export_onnx(model, out, opset=opset, source_sha256=sha256_file(Path(model_path)))

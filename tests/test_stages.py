@@ -1,0 +1,139 @@
+"""Pure parts of the pipeline: pose re-expression, calibration, statistics, the frame loop."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from engine.canonical import load_canonical
+from engine.embedding import load_embedding, reference_landmarks
+from engine.errors import UserError
+from engine.headspace import load_head
+from realtime.app import parse_size
+from realtime.pipeline import Pipeline, RunStats
+from realtime.record import FrameRecord
+from realtime.sources import SourceFrame
+from realtime.stages import Calibrator, DecodeStage, head_pose_from_canonical
+from realtime.tracker import pose_from_landmarks
+
+
+def _project(points_mm: np.ndarray, pose) -> np.ndarray:
+    """Scaled orthographic projection of head/canonical-frame points to pixels (y down)."""
+    cam = pose.scale_px_per_mm * points_mm @ pose.rotation.T.astype(np.float64)
+    return np.stack([pose.center_px[0] + cam[:, 0], pose.center_px[1] - cam[:, 1]], axis=1)
+
+
+def test_head_pose_places_head_landmarks_where_the_face_is():
+    """Synthetic observation: the canonical face at a known pose. The pose re-expressed for the head
+    frame must project the head's own embedded landmarks onto the observed landmarks."""
+    canon, head, emb = load_canonical(), load_head(), load_embedding()
+    rot = Rotation.from_euler("xyz", [10, -20, 5], degrees=True).as_matrix()
+    scale, centre = 2.5, np.array([320.0, 240.0])
+    up = scale * canon.vertices @ rot.T  # y up, z to viewer
+    px = np.stack([centre[0] + up[:, 0], centre[1] - up[:, 1], -up[:, 2]], axis=1)
+    pose_c = pose_from_landmarks(px.astype(np.float32), canon, (640, 480))
+    assert np.allclose(pose_c.rotation, rot, atol=1e-4) and abs(pose_c.scale_px_per_mm - scale) < 1e-3
+    pose_h = head_pose_from_canonical(pose_c, emb.head_from_canonical(), 640, 60.0)
+    ref = reference_landmarks(head.vertices, emb).astype(np.float64)
+    err = np.linalg.norm(_project(ref, pose_h) - px[:, :2], axis=1)
+    # the head differs from the canonical face by the embedding residual (a few mm) × 2.5 px/mm
+    assert np.median(err) < 2.5 * 3.0, np.median(err)
+
+
+def test_calibrator_rebases_on_neutral():
+    cal = Calibrator()
+    rest = np.full(52, 0.2, np.float32)
+    assert np.array_equal(cal(rest), rest)  # uncalibrated: unchanged
+    cal.start(3)
+    for _ in range(3):
+        cal(rest)
+    assert not cal.collecting
+    assert np.allclose(cal(rest), 0.0)
+    assert np.allclose(cal(np.ones(52, np.float32)), 1.0)
+    mid = cal(np.full(52, 0.6, np.float32))
+    assert np.allclose(mid, 0.5)
+
+
+class _FakeBackend:
+    name, device = "fixed", "cpu"
+
+    def __init__(self, v: np.ndarray) -> None:
+        self.v = v
+
+    def infer(self, lm):
+        return self.v[None], np.linspace(0, 1, 52, dtype=np.float32)[None]
+
+
+def test_decode_stage_avatar_mode_uses_expression_targets():
+    head = load_head()
+    stage = DecodeStage(_FakeBackend(head.vertices + 1.0), head.vertices, head.expression_targets, "avatar")
+    rec = FrameRecord(0, 0.0, 0, face_found=True, landmarks_norm=np.zeros((468, 3), np.float32))
+    stage(rec)
+    w = np.linspace(0, 1, 52, dtype=np.float32)
+    want = head.vertices + np.tensordot(w, head.expression_targets, axes=1)
+    assert np.allclose(rec.vertices, want, atol=1e-3)
+    stage_user = DecodeStage(_FakeBackend(head.vertices + 1.0), head.vertices, head.expression_targets, "user")
+    rec2 = FrameRecord(0, 0.0, 0, face_found=True, landmarks_norm=np.zeros((468, 3), np.float32))
+    stage_user(rec2)
+    assert np.allclose(rec2.vertices, head.vertices + 1.0)
+    with pytest.raises(ValueError):
+        DecodeStage(None, head.vertices, head.expression_targets, "nobody")
+
+
+def test_decode_stage_skips_frames_without_face():
+    head = load_head()
+    stage = DecodeStage(_FakeBackend(head.vertices), head.vertices, head.expression_targets)
+    rec = FrameRecord(0, 0.0, 0, face_found=False)
+    stage(rec)
+    assert rec.vertices is None and rec.expressions is None
+
+
+class _ListSource:
+    def __init__(self, n: int) -> None:
+        self.frames = [SourceFrame(np.zeros((4, 4, 3), np.uint8), 33 * i, float(i), i) for i in range(n)]
+
+    def read(self):
+        return self.frames.pop(0) if self.frames else None
+
+
+class _Mark:
+    def __init__(self, name: str) -> None:
+        self.name, self.seen = name, []
+
+    def __call__(self, record: FrameRecord) -> None:
+        self.seen.append(record.frame_id)
+        record.face_found = record.frame_id % 2 == 0
+
+
+def test_pipeline_runs_stages_in_order_and_counts(tmp_path):
+    a, b = _Mark("track"), _Mark("osc")
+    stats = Pipeline(_ListSource(10), [a, b]).run(max_frames=7)
+    assert a.seen == b.seen == list(range(7))
+    s = stats.summary()
+    assert s["frames"] == 7 and abs(s["found_ratio"] - 4 / 7) < 1e-3
+    assert set(s["stages_ms"]) == {"capture", "track", "osc"}
+    assert "latency_ms" in s
+    stats.write_json(tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["frames"] == 7
+    # end of stream stops the loop
+    assert Pipeline(_ListSource(3), [a]).run().frames == 3
+
+
+def test_runstats_percentiles():
+    st = RunStats()
+    for i in range(100):
+        st.add(FrameRecord(i, 0.0, i, timings_ms={"track": float(i)}), latency_ms=float(i))
+    st.wall_s = 2.0
+    s = st.summary()
+    assert s["fps"] == 50.0
+    assert abs(s["stages_ms"]["track"]["p50"] - 49.5) < 1e-6
+    assert abs(s["latency_ms"]["p95"] - 94.05) < 1e-6
+
+
+def test_parse_size():
+    assert parse_size("1280x480") == (1280, 480)
+    assert parse_size(None) is None
+    with pytest.raises(UserError):
+        parse_size("big")
