@@ -13,7 +13,8 @@ baselines use that to stay exact and small (nothing of size N × V·3 is ever fo
   sees, [468·3], standardised) to targets y; with `out_basis` the targets are coefficients and the
   prediction is y @ out_basis + out_offset (vertices), and the validation error that picks the
   regulariser is measured in output space (‖e B‖² = e (B Bᵀ) eᵀ). The regulariser is picked on a
-  held-out tenth of the training data from a log grid.
+  held-out tenth of the training data from a log grid. Targets on the same inputs share one
+  `RidgeDesign` (standardisation and eigendecomposition).
 
 Pure numpy (float64 inside), no I/O.
 """
@@ -72,8 +73,38 @@ class PCABaseline:
         """[N,k] → [N,V,3] float32 mm."""
         return (self.mean + codes @ self.components).reshape(len(codes), -1, 3).astype(np.float32)
 
+    def encode_linear(self, coeffs: np.ndarray, basis: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+        """Codes [N,k] of vertices = neutral + coeffs @ basis, without forming them (coeffs [N,C])."""
+        comp_t = self.components.T  # [D,k]
+        off = (np.asarray(neutral, dtype=np.float64).reshape(-1) - self.mean) @ comp_t
+        return off + _flat(coeffs) @ (np.asarray(basis, dtype=np.float64) @ comp_t)
+
     def reconstruct(self, vertices: np.ndarray) -> np.ndarray:
         return self.decode(self.encode(vertices))
+
+
+@dataclass
+class RidgeDesign:
+    """Standardised inputs and the factorisations that every ridge target on the same x reuses.
+
+    Rows [:n_val] validate the regulariser, rows [n_val:] fit it; the final fit uses all rows."""
+
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    xs: np.ndarray  # [N,Dx] standardised
+    n_val: int
+    evals: np.ndarray  # eigen-decomposition of xs[n_val:]ᵀ xs[n_val:]
+    evecs: np.ndarray
+    xtx: np.ndarray  # xsᵀ xs (all rows)
+
+    @classmethod
+    def of(cls, x: np.ndarray, val_fraction: float = 0.1) -> "RidgeDesign":
+        x2 = _flat(x)
+        x_mean, x_std = x2.mean(axis=0), x2.std(axis=0) + 1e-8
+        xs = (x2 - x_mean) / x_std
+        n_val = max(1, int(len(xs) * val_fraction))
+        evals, evecs = np.linalg.eigh(xs[n_val:].T @ xs[n_val:])
+        return cls(x_mean, x_std, xs, n_val, np.maximum(evals, 0.0), evecs, xs.T @ xs)
 
 
 @dataclass
@@ -90,24 +121,22 @@ class RidgeBaseline:
     out_offset: np.ndarray | None = None  # [Dout]
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, out_basis: np.ndarray | None = None,
+    def fit(cls, x: np.ndarray | RidgeDesign, y: np.ndarray, out_basis: np.ndarray | None = None,
             out_offset: np.ndarray | None = None, out_shape: tuple[int, ...] | None = None,
-            alphas: tuple[float, ...] = ALPHAS, val_fraction: float = 0.1) -> "RidgeBaseline":
-        """x [N,...] inputs, y [N,...] targets. The first `val_fraction` of rows choose alpha (MSE in
-        output space), then the model is refitted on all rows."""
-        xs_all, y2 = _flat(x), _flat(y)
-        n = len(xs_all)
-        x_mean, x_std = xs_all.mean(axis=0), xs_all.std(axis=0) + 1e-8
+            alphas: tuple[float, ...] = ALPHAS) -> "RidgeBaseline":
+        """x [N,...] inputs (or their `RidgeDesign`), y [N,...] targets. The first tenth of the rows
+        chooses alpha from `alphas` × mean eigenvalue (MSE in output space), then all rows fit."""
+        d = x if isinstance(x, RidgeDesign) else RidgeDesign.of(x)
+        y2 = _flat(y)
         y_mean = y2.mean(axis=0)
-        xs, yc = (xs_all - x_mean) / x_std, y2 - y_mean
-        gram = None if out_basis is None else np.asarray(out_basis, np.float64) @ np.asarray(out_basis, np.float64).T
-        n_val = max(1, int(n * val_fraction))
-        alpha = _choose_alpha(xs[n_val:], yc[n_val:], xs[:n_val], yc[:n_val], alphas, gram)
-        w = np.linalg.solve(xs.T @ xs + alpha * np.eye(xs.shape[1]), xs.T @ yc)
+        yc = y2 - y_mean
+        basis = None if out_basis is None else np.asarray(out_basis, np.float64)
+        gram = None if basis is None else basis @ basis.T
+        alpha = _choose_alpha(d, yc, alphas, gram)
+        w = np.linalg.solve(d.xtx + alpha * np.eye(len(d.xtx)), d.xs.T @ yc)
         if out_shape is None:
-            out_shape = tuple(y.shape[1:]) if out_basis is None else (-1,)
-        return cls(x_mean, x_std, y_mean, w, alpha, out_shape,
-                   None if out_basis is None else np.asarray(out_basis, np.float64),
+            out_shape = tuple(np.shape(y)[1:]) if basis is None else (-1,)
+        return cls(d.x_mean, d.x_std, y_mean, w, alpha, out_shape, basis,
                    None if out_offset is None else np.asarray(out_offset, np.float64).reshape(-1))
 
     def predict_targets(self, x: np.ndarray) -> np.ndarray:
@@ -122,16 +151,15 @@ class RidgeBaseline:
         return y.reshape(len(y), *self.out_shape).astype(np.float32)
 
 
-def _choose_alpha(xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray, alphas: tuple[float, ...],
-                  gram: np.ndarray | None) -> float:
-    """The alpha (absolute) of the grid with the smallest validation error; one eigendecomposition."""
-    evals, evecs = np.linalg.eigh(xt.T @ xt)
-    proj = evecs.T @ (xt.T @ yt)  # [Dx, Dy]
-    xv_e = xv @ evecs
-    scale = float(np.mean(np.maximum(evals, 0.0)))
+def _choose_alpha(d: RidgeDesign, yc: np.ndarray, alphas: tuple[float, ...], gram: np.ndarray | None) -> float:
+    """The alpha (absolute) of the grid with the smallest validation error."""
+    xt, yt, xv, yv = d.xs[d.n_val:], yc[d.n_val:], d.xs[:d.n_val], yc[:d.n_val]
+    proj = d.evecs.T @ (xt.T @ yt)  # [Dx, Dy]
+    xv_e = xv @ d.evecs
+    scale = float(np.mean(d.evals))
     best, best_err = alphas[0] * scale, np.inf
     for a in alphas:
-        e = xv_e @ (proj / (np.maximum(evals, 0.0) + a * scale)[:, None]) - yv
+        e = xv_e @ (proj / (d.evals + a * scale)[:, None]) - yv
         err = float(np.mean(e * e) if gram is None else np.einsum("ni,ij,nj->", e, gram, e) / len(e))
         if err < best_err:
             best, best_err = a * scale, err

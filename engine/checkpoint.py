@@ -1,11 +1,16 @@
 """Saving and loading the face model, with a content hash, a format version and a topology check.
 
-File: `models/face_model.pt` (torch.save of plain containers: loadable with weights_only=True) and
-`models/face_model.sha256` (hex digest of the .pt bytes), checked before the model is built.
+Files: `models/face_model.pt` — `torch.save` of plain containers only (loadable with
+`weights_only=True`): {format_version: int, model_config: dict, topology_hash: str (sha256 of the
+mesh hierarchy's index arrays, `MeshHierarchy.topology_hash`), state_dict: {name: tensor},
+train_info: dict} — and `models/face_model.sha256` (`<hex digest>  face_model.pt`), checked before
+anything is unpickled. Every refusal is a `CheckpointError` with one line naming the file, the
+reason and the fix (`python main.py train`).
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -16,7 +21,8 @@ from engine.errors import CheckpointError
 from engine.hierarchy import HIERARCHY_PATH, MeshHierarchy, load_hierarchy
 from engine.model import FaceModel, ModelConfig
 
-FORMAT_VERSION = 1
+# 2: graph buffers (neighbour lists, up-sampling) are rebuilt from the hierarchy, not stored.
+FORMAT_VERSION = 2
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 CHECKPOINT_PATH = MODELS_DIR / "face_model.pt"
 REBUILD = "rebuild it with `python main.py train`"
@@ -32,12 +38,25 @@ def sha256_file(path: Path) -> str:
 
 
 def hash_path(path: Path) -> Path:
-    return path.with_suffix(".sha256")
+    """The sibling hash file of a checkpoint: `x.pt` → `x.sha256`."""
+    return Path(path).with_suffix(".sha256")
+
+
+def _show(path: Path) -> str:
+    """The path as the user typed it relative to the working directory when possible."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def save_checkpoint(model: FaceModel, hierarchy: MeshHierarchy, path: Path = CHECKPOINT_PATH,
                     train_info: dict | None = None) -> str:
-    """Write the checkpoint and its `.sha256`; returns the digest."""
+    """Write the checkpoint and its `.sha256` (each atomically, via a temporary file); return the digest.
+
+    train_info must hold plain JSON-like values (dict, list, str, int, float, bool, None).
+    """
+    path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {
         "format_version": FORMAT_VERSION,
@@ -47,49 +66,71 @@ def save_checkpoint(model: FaceModel, hierarchy: MeshHierarchy, path: Path = CHE
         "train_info": train_info or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
-    digest = sha256_file(path)
-    hash_path(path).write_text(f"{digest}  {path.name}\n")
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    digest = sha256_file(tmp)
+    os.replace(tmp, path)
+    tmp_hash = hash_path(path).with_name(hash_path(path).name + ".tmp")
+    tmp_hash.write_text(f"{digest}  {path.name}\n")
+    os.replace(tmp_hash, hash_path(path))
     return digest
 
 
 def read_checkpoint(path: Path = CHECKPOINT_PATH) -> dict:
-    """Verify existence and hash, then load the payload (weights_only). Raises CheckpointError."""
+    """Verify existence, content hash and format version, then return the payload (weights_only)."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path} not found; {REBUILD}")
+    name = _show(path)
+    if not path.is_file():
+        raise CheckpointError(f"{name} not found; {REBUILD}")
     hp = hash_path(path)
-    if hp.exists():
-        want = hp.read_text().split()[0] if hp.read_text().strip() else ""
-        if want != sha256_file(path):
-            raise CheckpointError(f"{path} is corrupt (sha256 differs from {hp.name}); {REBUILD}")
+    if not hp.is_file():
+        raise CheckpointError(f"{name} has no content hash ({hp.name} is missing); {REBUILD}")
+    words = hp.read_text().split()
+    if not words or words[0] != sha256_file(path):
+        raise CheckpointError(f"{name} is corrupt (sha256 mismatch with {hp.name}); {REBUILD}")
     try:
-        # TorchVersion (a str subclass) appears in train_info of checkpoints written by torch ≤ 2.13 code
+        # TorchVersion (a str subclass) sits in train_info of checkpoints from before it was stored as str
         with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}); {REBUILD}") from None
+        raise CheckpointError(f"{name} is unreadable ({type(exc).__name__}); {REBUILD}") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
-        raise CheckpointError(f"{path} is not a facemesh-live checkpoint; {REBUILD}")
+        raise CheckpointError(f"{name} is not a facemesh-live checkpoint; {REBUILD}")
     if payload["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {payload['format_version']}, this build reads "
+        raise CheckpointError(f"{name} has format version {payload['format_version']}, this build reads "
                               f"version {FORMAT_VERSION}; {REBUILD}")
+    for key in ("model_config", "topology_hash", "state_dict"):
+        if key not in payload:
+            raise CheckpointError(f"{name} lacks '{key}'; {REBUILD}")
     return payload
 
 
 def load_face_model(path: Path = CHECKPOINT_PATH, hierarchy: MeshHierarchy | None = None) -> FaceModel:
-    """The trained FaceModel in eval mode, checked against the shipped mesh hierarchy."""
+    """The trained FaceModel in eval mode, checked against the mesh hierarchy (default: the shipped
+    `models/hierarchy.npz`). Raises CheckpointError (missing, corrupt, other version or topology)."""
     payload = read_checkpoint(path)
+    name = _show(Path(path))
     h = hierarchy or load_hierarchy(HIERARCHY_PATH)
     if payload["topology_hash"] != h.topology_hash():
-        raise CheckpointError(f"{path} was trained for another mesh topology (hash {payload['topology_hash'][:12]}, "
-                              f"models/hierarchy.npz has {h.topology_hash()[:12]}); {REBUILD}")
+        raise CheckpointError(f"{name} was trained for another mesh topology (hash {str(payload['topology_hash'])[:12]}, "
+                              f"the mesh hierarchy has {h.topology_hash()[:12]}); {REBUILD}")
     try:
         cfg = ModelConfig.from_dict(payload["model_config"])
         model = FaceModel.build(h, cfg)
-        wanted = model.state_dict()
-        # graph buffers are rebuilt from the hierarchy (whose topology hash matched); keep the rest
-        model.load_state_dict({k: v for k, v in payload["state_dict"].items() if k in wanted}, strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} does not fit this model ({str(exc).splitlines()[0][:120]}); {REBUILD}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name} has a model configuration this build cannot make ({exc}); {REBUILD}") from None
+    state = payload["state_dict"]
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    for what, keys in (("lacks", missing), ("has unknown", unexpected), ("has wrongly shaped", shapes)):
+        if keys:
+            raise CheckpointError(f"{name} does not fit this model: it {what} tensors ({len(keys)}, e.g. "
+                                  f"{keys[0]}); {REBUILD}")
+    model.load_state_dict(state)
     return model.eval()
+
+
+def checkpoint_info(path: Path = CHECKPOINT_PATH) -> dict:
+    """The verified checkpoint's train_info (plain dict)."""
+    return dict(read_checkpoint(path).get("train_info", {}))

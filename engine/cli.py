@@ -17,18 +17,16 @@ def add_build_assets_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from engine.train import TrainConfig
-
-    d = TrainConfig()
-    p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps (the run's length)")
-    p.add_argument("--batch", type=int, default=d.batch, help="samples per step")
-    p.add_argument("--pool", type=int, default=d.pool, help="synthetic training samples generated up front")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (data, init, order)")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--edge-weight", type=float, default=d.edge_weight, help="weight of the edge-vector loss")
-    p.add_argument("--latent", type=int, default=d.model.latent, help="latent size")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
-    p.add_argument("--out", type=Path, default=d.out, help="checkpoint path")
+    # defaults (None) come from engine.train.TrainConfig at dispatch, so `--help` stays light
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (the run's length)")
+    p.add_argument("--batch", type=int, default=None, help="samples per step")
+    p.add_argument("--pool", type=int, default=None, help="synthetic training samples generated up front")
+    p.add_argument("--seed", type=int, default=None, help="random seed (data, init, order)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument("--edge-weight", type=float, default=None, help="weight of the edge-vector loss")
+    p.add_argument("--latent", type=int, default=None, help="latent size")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", type=Path, default=None, help="checkpoint path (default models/face_model.pt)")
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,9 +58,11 @@ def dispatch(args: argparse.Namespace) -> int:
         from engine.model import ModelConfig
         from engine.train import TrainConfig, train
 
-        cfg = TrainConfig(steps=args.steps, batch=args.batch, pool=args.pool, seed=args.seed, lr=args.lr,
-                          edge_weight=args.edge_weight, threads=args.threads, out=args.out,
-                          model=ModelConfig(latent=args.latent))
+        given = {k: getattr(args, k) for k in ("steps", "batch", "pool", "seed", "lr", "edge_weight", "threads",
+                                                "out") if getattr(args, k) is not None}
+        cfg = TrainConfig(**given)
+        if args.latent is not None:
+            cfg.model = ModelConfig(latent=args.latent)
         _, info = train(cfg)
         print(json.dumps(info["final"]))
         print(f"saved {cfg.out} ({info['train_seconds']} s training, {info['data_seconds']} s data)")

@@ -116,27 +116,30 @@ class HeadData:
 @dataclass
 class Pool:
     """A generated data set: coefficients [n,2A+52] f32, expressions [n,52] f32, noisy normalised
-    landmarks [n,468,3] f32 mm, clean normalised landmarks [n,468,3] f32 mm."""
+    landmarks [n,468,3] f32 mm, clean normalised landmarks [n,468,3] f32 mm (or None)."""
 
     coeffs: np.ndarray
     expressions: np.ndarray
     landmarks: np.ndarray
-    clean_landmarks: np.ndarray
+    clean_landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.coeffs)
 
 
-def make_pool(data: HeadData, n: int, seed: int, aug: AugmentConfig | None = None, progress: bool = False) -> Pool:
+def make_pool(data: HeadData, n: int, seed: int, aug: AugmentConfig | None = None, progress: bool = False,
+              chunk: int = POOL_CHUNK, keep_clean: bool = False) -> Pool:
     """Sample `n` heads and their tracker-like landmarks, deterministically from `seed`.
 
-    Chunked by POOL_CHUNK, so the first m samples of a pool of n ≥ m equal a pool of m (same seed).
+    Generated `chunk` samples at a time, so for m a multiple of `chunk` the first m samples of a
+    pool of n ≥ m equal a pool of m (same seed): evaluation refits baselines on the training prefix.
+    keep_clean: also keep the noise-free normalised landmarks (else `clean_landmarks` is None).
     """
     aug = aug or data.default_aug()
     rng = np.random.default_rng(seed)
     coeffs, exprs, lms, clean = [], [], [], []
-    for start in tqdm(range(0, n, POOL_CHUNK), desc="data", disable=not progress, leave=False):
-        m = min(POOL_CHUNK, n - start)
+    for start in tqdm(range(0, n, chunk), desc="data", disable=not progress, leave=False):
+        m = min(chunk, n - start)
         ids = sample_identity(rng, m, data.head.num_identity)
         ex = sample_expressions(rng, m)
         c = data.coefficients(ids, ex)
@@ -145,8 +148,10 @@ def make_pool(data: HeadData, n: int, seed: int, aug: AugmentConfig | None = Non
         coeffs.append(c)
         exprs.append(ex)
         lms.append(noisy)
-        clean.append(cl)
-    return Pool(np.concatenate(coeffs), np.concatenate(exprs), np.concatenate(lms), np.concatenate(clean))
+        if keep_clean:
+            clean.append(cl)
+    return Pool(np.concatenate(coeffs), np.concatenate(exprs), np.concatenate(lms),
+                np.concatenate(clean) if keep_clean else None)
 
 
 def edges_of(triangles: np.ndarray) -> np.ndarray:

@@ -148,6 +148,11 @@ def run_app(args: argparse.Namespace) -> int:
         return 0
     if args.record is not None and args.no_render:
         raise UserError("--record needs rendering; drop --no-render")
+    if args.osc:  # validate before anything heavy loads
+        from realtime.osc import parse_target
+
+        for text in args.osc:
+            parse_target(text)
     with ExitStack() as stack:
         source = stack.enter_context(open_source(
             camera=args.camera, video=args.video, images=args.images, demo=args.demo, width=args.width,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.chebconv import ChebConv, edge_index_from_neighbours
+from engine.chebconv import ChebConv, edge_index_from_neighbours, scaled_laplacian_weights
 from engine.hierarchy import load_hierarchy, neighbour_lists
 
 pyg = pytest.importorskip("torch_geometric.nn", reason="torch_geometric not installed")
@@ -69,6 +69,28 @@ def test_load_from_pyg_roundtrip():
     x = torch.randn(4, 2)
     ei = edge_index_from_neighbours(idx, mask)
     assert torch.allclose(ours(x[None])[0], ref(x, ei, lambda_max=2.0), atol=1e-6)
+
+
+def test_scaled_laplacian_weights_equal_dense_matrix():
+    # dense L~ = 2L/λ − I with L = I − D^-1/2 A D^-1/2, on the fan graph, for λ = 2 and λ = 1.5
+    tris = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [4, 3, 5]])
+    idx, mask = neighbour_lists(6, tris)
+    a = np.zeros((6, 6))
+    for i in range(6):
+        a[i, idx[i][mask[i] > 0]] = 1.0
+    dis = 1.0 / np.sqrt(a.sum(axis=1))
+    lap = np.eye(6) - dis[:, None] * a * dis[None, :]
+    for lam in (2.0, 1.5):
+        want = 2.0 * lap / lam - np.eye(6)
+        w, diag = scaled_laplacian_weights(idx, mask, lam)
+        got = np.diag(diag).astype(np.float64)
+        for i in range(6):
+            for d in range(idx.shape[1]):
+                got[i, idx[i, d]] += w[i, d]
+        assert np.allclose(got, want, atol=1e-6)
+        conv = ChebConv(1, 1, 2, idx, mask, lambda_max=lam)
+        x = torch.randn(1, 6, 1)
+        assert np.allclose(conv.laplacian(x)[0, :, 0].numpy(), want @ x[0, :, 0].numpy(), atol=1e-5)
 
 
 def test_onnx_export_matches_eager(tmp_path):

@@ -85,7 +85,9 @@ def test_state_dict_restores_model(hier):
         assert not torch.allclose(a(lm)[0], b(lm)[0])
         b.load_state_dict(a.state_dict())
         assert torch.equal(a(lm)[0], b(lm)[0]) and torch.equal(a(lm)[1], b(lm)[1])
-    assert any(k.endswith("nbr_idx") for k in a.state_dict())  # graph travels with the weights
+    # the graph is rebuilt from the hierarchy (checked by its hash), only learnt weights and statistics are saved
+    assert not any("nbr" in k or "idx" in k for k in a.state_dict())
+    assert {"decoder.mean_vertices", "decoder.offset_scale", "encoder.lm_mean", "encoder.lm_scale"} <= set(a.state_dict())
     assert len(topology_hash(hier)) == 64
 
 
@@ -107,7 +109,8 @@ def test_wrong_channel_count_is_rejected(hier):
         FaceModel.build(hier, ModelConfig(channels=(8, 8, 8)))
 
 
-@pytest.mark.parametrize("dynamo", [False, True])
+# engine/export.py uses the TorchScript exporter; the dynamo one also works but takes ~20 s here
+@pytest.mark.parametrize("dynamo", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_onnx_export_dynamic_batch_matches_eager(hier, tmp_path, dynamo):
     ort = pytest.importorskip("onnxruntime")
     if dynamo:

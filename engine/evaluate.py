@@ -1,0 +1,194 @@
+"""`python main.py eval`: the face model against PCA and ridge baselines on held-out synthetic heads.
+
+Held-out data: `n` heads from the training distribution (`engine.sampling`) with tracker-like noisy
+landmarks (`engine.augment`, the measured tracker noise), generated from `EVAL_SEED` — a seed no
+training run uses (training draws its pool from `seed` and its batch order from `seed + 1`).
+Baselines are fitted on the first `n_train` samples of the *training* pool (same seed, same data).
+
+Metrics (per-vertex Euclidean error, mm):
+- `mean_mm`, `p95_mm`: mean and 95th percentile over held-out heads × face-region vertices
+  (`head.face_mask`); `head_mean_mm`: mean over all head vertices;
+- `expr_mae`: mean |predicted − true| over heads × 52 expression weights;
+- extras: `lap_mm` (mean error of the uniform Laplacian — each vertex minus the mean of its
+  neighbours — over the face region: high-frequency error, i.e. roughness or lost detail) and, for
+  the model, `clean_mean_mm` (from noise-free landmarks) and `jitter_mm` (std of the output over
+  repeated noise draws on the same head, face region: what the tracker's noise does to the mesh).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from engine.augment import AugmentConfig, tracker_like_landmarks
+from engine.baselines import PCABaseline, RidgeBaseline, RidgeDesign
+from engine.checkpoint import CHECKPOINT_PATH, checkpoint_info, load_face_model
+from engine.model import FaceModel
+from engine.train import HeadData, Pool, edges_of, make_pool
+
+EVAL_SEED = 1_000_003
+KEYS = ("mean_mm", "p95_mm", "head_mean_mm", "expr_mae")
+
+
+def uniform_laplacian(num_vertices: int, triangles: np.ndarray) -> sp.csr_matrix:
+    """[V,V] sparse: (L x)_i = mean of i's neighbours − x_i (0 rows for isolated vertices)."""
+    e = edges_of(triangles)
+    e = np.concatenate([e, e[:, ::-1]])
+    a = sp.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(num_vertices, num_vertices))
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    inv = sp.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0))
+    return (inv @ a - sp.diags((deg > 0).astype(float))).tocsr()
+
+
+class VertexErrors:
+    """Accumulates per-vertex errors of predictions [B,V,3] against targets [B,V,3] (mm)."""
+
+    def __init__(self, face_mask: np.ndarray, laplacian: sp.csr_matrix) -> None:
+        self.face = np.asarray(face_mask, dtype=bool)
+        self.lap = laplacian
+        self.errs: list[np.ndarray] = []
+        self.lap_errs: list[np.ndarray] = []
+
+    def add(self, pred: np.ndarray, target: np.ndarray) -> None:
+        d = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
+        self.errs.append(np.linalg.norm(d, axis=-1).astype(np.float32))
+        ld = np.stack([self.lap @ di for di in d])  # [B,V,3]
+        self.lap_errs.append(np.linalg.norm(ld[:, self.face], axis=-1).astype(np.float32))
+
+    def metrics(self) -> dict[str, float]:
+        e = np.concatenate(self.errs)
+        face = e[:, self.face]
+        return {"mean_mm": float(face.mean()), "p95_mm": float(np.percentile(face, 95)),
+                "head_mean_mm": float(e.mean()), "lap_mm": float(np.concatenate(self.lap_errs).mean())}
+
+
+def predict(model: FaceModel, landmarks: np.ndarray, batch: int = 250) -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs for landmarks [N,468,3] → (vertices [N,V,3] f32 mm, expressions [N,52] f32)."""
+    vs, es = [], []
+    model.eval()
+    with torch.no_grad():
+        for s in range(0, len(landmarks), batch):
+            v, e = model(torch.from_numpy(np.ascontiguousarray(landmarks[s:s + batch], dtype=np.float32)))
+            vs.append(v.numpy())
+            es.append(e.numpy())
+    return np.concatenate(vs), np.concatenate(es)
+
+
+def output_jitter(model: FaceModel, data: HeadData, coeffs: np.ndarray, draws: int, seed: int,
+                  aug: AugmentConfig) -> float:
+    """Mean over heads and face vertices of the output's std (3-D RMS, mm) over `draws` noisy
+    landmark sets of the same head. coeffs [M,C]."""
+    rng = np.random.default_rng(seed)
+    verts = data.vertices(coeffs)
+    rep = np.repeat(verts, draws, axis=0)
+    noisy, _ = tracker_like_landmarks(rng, rep, data.emb.vertex_ids, data.emb.bary, data.space, data.sigma, aug)
+    v, _ = predict(model, noisy)
+    v = v.reshape(len(coeffs), draws, -1, 3)[:, :, data.head.face_mask].astype(np.float64)
+    return float(np.sqrt(v.var(axis=1, ddof=1).sum(axis=-1)).mean())
+
+
+def fit_baselines(data: HeadData, train: Pool, latent: int) -> dict[str, object]:
+    """PCA (k = latent) on the training vertices, its code→expressions ridge, and the two
+    landmark ridges (→ vertices through the head basis, → expressions)."""
+    pca = PCABaseline.fit_linear(train.coeffs, data.basis, data.head.vertices, latent)
+    codes = pca.encode_linear(train.coeffs, data.basis, data.head.vertices)
+    design = RidgeDesign.of(train.landmarks)
+    return {
+        "pca": pca,
+        "pca_expr": RidgeBaseline.fit(codes, train.expressions),
+        "ridge": RidgeBaseline.fit(design, train.coeffs, out_basis=data.basis, out_offset=data.head.vertices,
+                                   out_shape=(-1, 3)),
+        "ridge_expr": RidgeBaseline.fit(design, train.expressions),
+    }
+
+
+def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_train: int = 20000,
+             seed: int = EVAL_SEED, train_seed: int | None = None, data: HeadData | None = None,
+             jitter_heads: int = 100, jitter_draws: int = 8, batch: int = 250, baselines: bool = True) -> dict:
+    """Metrics of the model and the baselines (module docstring) as a JSON-ready dict:
+    {"gcnn": {...}, "pca": {...}, "ridge": {...}, "latent", "n", "n_train", "seed", "train_seed", "noise"}.
+
+    model: a FaceModel or a checkpoint path (its train_info gives the training seed when
+    `train_seed` is None; 0 otherwise). baselines=False: the model only (studies).
+    """
+    if isinstance(model, (str, Path)):
+        info = checkpoint_info(Path(model))
+        model = load_face_model(Path(model))
+        if train_seed is None:
+            train_seed = int(info.get("config", {}).get("seed", 0))
+    train_seed = 0 if train_seed is None else train_seed
+    if seed == train_seed or seed == train_seed + 1:
+        raise ValueError(f"evaluation seed {seed} collides with the training seeds {train_seed}, {train_seed + 1}")
+    data = data or HeadData.load()
+    aug = data.default_aug()
+    held = make_pool(data, n, seed, aug, keep_clean=True)
+    base = fit_baselines(data, make_pool(data, n_train, train_seed, aug), model.cfg.latent) if baselines else {}
+    names = ("gcnn", "pca", "ridge") if baselines else ("gcnn",)
+    lap = uniform_laplacian(len(data.head.vertices), data.head.triangles)
+    errs = {k: VertexErrors(data.head.face_mask, lap) for k in (*names, "gcnn_clean")}
+    expr_err: dict[str, list] = {k: [] for k in names}
+    for s in range(0, n, batch):
+        c, ex = held.coeffs[s:s + batch], held.expressions[s:s + batch]
+        target = data.vertices(c)
+        v, e = predict(model, held.landmarks[s:s + batch], batch)
+        vc, _ = predict(model, held.clean_landmarks[s:s + batch], batch)
+        preds = {"gcnn": (v, e)}
+        if baselines:
+            codes = base["pca"].encode(target)
+            preds["pca"] = (base["pca"].decode(codes), base["pca_expr"].predict(codes))
+            preds["ridge"] = (base["ridge"].predict(held.landmarks[s:s + batch]),
+                              base["ridge_expr"].predict(held.landmarks[s:s + batch]))
+        for k, (pv, pe) in preds.items():
+            errs[k].add(pv, target)
+            expr_err[k].append(np.abs(np.clip(pe, 0.0, 1.0) - ex))
+        errs["gcnn_clean"].add(vc, target)
+    out: dict = {}
+    for k in names:
+        out[k] = {**errs[k].metrics(), "expr_mae": float(np.concatenate(expr_err[k]).mean())}
+    out["gcnn"]["clean_mean_mm"] = errs["gcnn_clean"].metrics()["mean_mm"]
+    if jitter_heads > 0:
+        out["gcnn"]["jitter_mm"] = output_jitter(model, data, held.coeffs[:jitter_heads], jitter_draws, seed + 7, aug)
+    if baselines:
+        out["pca"]["explained_variance"] = float(base["pca"].explained[model.cfg.latent - 1])
+        out["pca"]["expr_from"] = "ridge from the PCA code"
+        out["ridge"]["alpha"] = float(base["ridge"].alpha)
+    out.update({"latent": model.cfg.latent, "n": n, "n_train": n_train, "seed": seed, "train_seed": train_seed,
+                "noise": data.noise.source, "augment": aug.to_dict()})
+    return out
+
+
+def format_table(result: dict) -> str:
+    """A plain-text table of the headline metrics."""
+    cols = ("mean_mm", "p95_mm", "head_mean_mm", "lap_mm", "expr_mae")
+    lines = [f"{'model':<8}" + "".join(f"{c:>14}" for c in cols)]
+    for k in ("gcnn", "pca", "ridge"):
+        if k in result:
+            lines.append(f"{k:<8}" + "".join(f"{result[k].get(c, float('nan')):>14.4f}" for c in cols))
+    g = result.get("gcnn", {})
+    extra = [f"{k}={g[k]:.4f}" for k in ("clean_mean_mm", "jitter_mm") if k in g]
+    lines.append(f"latent {result.get('latent')}, {result.get('n')} held-out heads, baselines on "
+                 f"{result.get('n_train')} training heads" + (f"; gcnn {', '.join(extra)}" if extra else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m engine.evaluate [--model PATH] [--json PATH]` (same as `python main.py eval`)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=CHECKPOINT_PATH)
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("-n", "--samples", type=int, default=2000)
+    p.add_argument("--train-samples", type=int, default=20000)
+    args = p.parse_args(argv)
+    result = evaluate(args.model, n=args.samples, n_train=args.train_samples)
+    print(format_table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,264 @@
+"""`OscSender`: one UDP socket per destination and one sender thread behind a bounded queue.
+
+The caller's `send(record)` only copies the fields the encoders read and enqueues them (a few µs);
+when the queue is full the oldest frame is dropped. The thread encodes each frame once per format,
+sends with non-blocking sockets (a full socket buffer drops the rest of that frame for that
+destination) and warns once per destination when sending fails (unreachable host, no route...).
+It also answers `/face/topology/request` datagrams sent back to a native destination's socket.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from pythonosc.osc_message import OscMessage, ParseError
+
+from engine.errors import UserError
+from realtime.osc.faceosc import encode_faceosc
+from realtime.osc.native import ADDR_TOPO_REQUEST, Topology, encode_frame, encode_topology
+from realtime.osc.targets import OscTarget
+from realtime.osc.vmc import encode_vmc
+from realtime.record import FrameRecord
+
+log = logging.getLogger(__name__)
+
+MIN_MTU = 512
+MAX_MTU = 65507  # largest UDP payload over IPv4
+SEND_BUFFER_BYTES = 1 << 20
+
+
+@dataclass
+class SenderStats:
+    """Counters since the sender started (read them after `close()` for exact values).
+
+    enqueued / dropped: frames given to `send` / dropped from the full queue (oldest first);
+    frames: frames encoded and sent; datagrams / bytes: sent successfully; failed: datagrams not sent
+    (socket buffer full or send error); topology_sends: topology transmissions (all destinations);
+    thread_ms: encode+send wall time of recent frames (perf_counter, ms, last 1,000).
+    """
+
+    enqueued: int = 0
+    dropped: int = 0
+    frames: int = 0
+    datagrams: int = 0
+    bytes: int = 0
+    failed: int = 0
+    topology_sends: int = 0
+    thread_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
+
+
+@dataclass
+class _Destination:
+    target: OscTarget
+    sockaddr: tuple
+    sock: socket.socket
+    warned: bool = False
+
+
+def _resolve(target: OscTarget) -> tuple[int, tuple]:
+    try:
+        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UserError(f"cannot resolve OSC host {target.host!r} ({target}): {exc}; check the --osc value") from exc
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def _snapshot(rec: FrameRecord) -> FrameRecord:
+    """A copy holding only what the encoders read (no image), with arrays copied."""
+    def cp(a):
+        return None if a is None else np.array(a, copy=True)
+
+    pose = rec.pose
+    if pose is not None:
+        pose = dataclasses.replace(pose, rotation=cp(pose.rotation), translation_mm=cp(pose.translation_mm),
+                                   center_px=cp(pose.center_px))
+    return dataclasses.replace(rec, image=None, landmarks_norm=None, timings_ms={}, pose=pose,
+                               landmarks_px=cp(rec.landmarks_px), vertices=cp(rec.vertices),
+                               expressions=cp(rec.expressions))
+
+
+class OscSender:
+    """Streams frames to every target without blocking the caller.
+
+    targets: destinations (see `parse_target`); mtu: largest datagram in bytes (512..65507);
+    topology: `(triangles [F,3], uvs [V,2])` or a `Topology`, sent to native destinations at start,
+    on request and every `topology_interval_s` seconds (0 disables the periodic resend);
+    queue_size: frames waiting for the thread before the oldest is dropped; faceosc_raw: add
+    FaceOSC's `/raw` points. Use as a context manager or call `close()` (idempotent, joins the thread).
+    """
+
+    def __init__(self, targets: Sequence[OscTarget], mtu: int = 1400,
+                 topology: Topology | tuple | None = None, queue_size: int = 4,
+                 faceosc_raw: bool = False, topology_interval_s: float = 10.0) -> None:
+        if not MIN_MTU <= int(mtu) <= MAX_MTU:
+            raise UserError(f"--osc-mtu {mtu} is out of range: use {MIN_MTU}..{MAX_MTU} bytes (1400 is safe on Ethernet)")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be ≥ 1, got {queue_size}")
+        self.mtu = int(mtu)
+        self.topology = Topology.of(topology)
+        self.faceosc_raw = faceosc_raw
+        self.topology_interval_s = float(topology_interval_s)
+        self.stats = SenderStats()
+        self.error: BaseException | None = None
+        resolved = [(target, *_resolve(target)) for target in targets]  # UserError before any socket exists
+        self._dests: list[_Destination] = []
+        for target, family, sockaddr in resolved:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            sock.setblocking(False)
+            self._dests.append(_Destination(target, sockaddr, sock))
+        self._queue: deque[FrameRecord] = deque()
+        self._queue_size = int(queue_size)
+        self._cond = threading.Condition()
+        self._closing = False
+        self._closed = False
+        self._topology_due: set[int] = {i for i, d in enumerate(self._dests) if d.target.format == "native"}
+        self._topology_bytes: list[bytes] | None = None
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, name="osc-sender", daemon=True)
+        self._thread.start()
+
+    @property
+    def targets(self) -> list[OscTarget]:
+        return [d.target for d in self._dests]
+
+    def local_ports(self) -> list[int]:
+        """The UDP port each destination's socket sends from (receivers reply there)."""
+        return [d.sock.getsockname()[1] for d in self._dests]
+
+    # --- caller side -------------------------------------------------------------------------
+    def send(self, frame: FrameRecord) -> None:
+        """Enqueue a frame for every destination; never blocks on the network."""
+        snap = _snapshot(frame)
+        with self._cond:
+            if self._closing:
+                return
+            if len(self._queue) >= self._queue_size:
+                self._queue.popleft()
+                self.stats.dropped += 1
+            self._queue.append(snap)
+            self.stats.enqueued += 1
+            self._cond.notify()
+
+    def request_topology(self) -> None:
+        """Send the topology again to every native destination (on the sender thread)."""
+        with self._cond:
+            self._topology_due.update(i for i, d in enumerate(self._dests) if d.target.format == "native")
+            self._cond.notify()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued, stop the thread (join) and close the sockets. Safe to call twice."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout=timeout_s)
+        if self._thread.is_alive():
+            log.warning("OSC sender thread did not stop within %.1f s", timeout_s)
+        for d in self._dests:
+            d.sock.close()
+        self._closed = True
+
+    def __enter__(self) -> OscSender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- sender thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        last_topology = time.perf_counter()
+        while True:
+            with self._cond:
+                if not (self._queue or self._closing or self._topology_due):
+                    self._cond.wait(timeout=0.1)
+                rec = self._queue.popleft() if self._queue else None
+                stop = self._closing and not self._queue
+                due, self._topology_due = self._topology_due, set()
+            self._poll_requests(due)
+            if self.topology is not None and self.topology_interval_s > 0 and \
+                    time.perf_counter() - last_topology >= self.topology_interval_s:
+                due |= {i for i, d in enumerate(self._dests) if d.target.format == "native"}
+            if due and self.topology is not None:
+                self._send_topology(due)
+                last_topology = time.perf_counter()
+            if rec is not None:
+                self._send_frame(rec)
+            if stop:
+                return
+
+    def _poll_requests(self, due: set[int]) -> None:
+        for i, d in enumerate(self._dests):
+            if d.target.format != "native":
+                continue
+            while True:
+                try:
+                    data = d.sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:  # e.g. ICMP port unreachable reported on this socket
+                    break
+                try:
+                    if OscMessage(data).address == ADDR_TOPO_REQUEST:
+                        due.add(i)
+                except ParseError:
+                    continue
+
+    def _send_topology(self, due: set[int]) -> None:
+        if self._topology_bytes is None:
+            self._topology_bytes = encode_topology(self.topology, self.mtu)
+        for i in sorted(due):
+            self._send_all(self._dests[i], self._topology_bytes)
+            self.stats.topology_sends += 1
+
+    def _send_frame(self, rec: FrameRecord) -> None:
+        t0 = time.perf_counter()
+        encoded: dict[str, list[bytes]] = {}
+        try:
+            for d in self._dests:
+                fmt = d.target.format
+                if fmt not in encoded:
+                    encoded[fmt] = self._encode(fmt, rec)
+                self._send_all(d, encoded[fmt])
+        except (ValueError, TypeError, OverflowError) as exc:  # malformed record: keep the app running
+            if self.error is None:
+                log.error("OSC: cannot encode frame %d: %s", rec.frame_id, exc)
+            self.error = exc
+            return
+        self.stats.frames += 1
+        self.stats.thread_ms.append((time.perf_counter() - t0) * 1e3)
+
+    def _encode(self, fmt: str, rec: FrameRecord) -> list[bytes]:
+        if fmt == "native":
+            return encode_frame(rec, self.mtu)
+        if fmt == "faceosc":
+            return encode_faceosc(rec, self.mtu, raw=self.faceosc_raw)
+        if fmt == "vmc":
+            return encode_vmc(rec, time.perf_counter() - self._t0, self.mtu)
+        raise ValueError(f"unknown OSC format {fmt!r}")
+
+    def _send_all(self, d: _Destination, datagrams: list[bytes]) -> None:
+        for k, dgram in enumerate(datagrams):
+            try:
+                d.sock.sendto(dgram, d.sockaddr)
+            except BlockingIOError:  # socket buffer full: the receiver side or network is slow
+                self.stats.failed += len(datagrams) - k
+                return
+            except OSError as exc:  # unreachable host/network, refused...: warn once, keep going
+                if not d.warned:
+                    log.warning("OSC destination %s: %s; still sending, this warning is shown once",
+                                d.target, exc.strerror or exc)
+                    d.warned = True
+                self.stats.failed += len(datagrams) - k
+                return
+            self.stats.datagrams += 1
+            self.stats.bytes += len(dgram)

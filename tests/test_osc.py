@@ -1,0 +1,354 @@
+"""OSC streaming: target parsing, native encoding, real UDP send/receive on 127.0.0.1 (no mocks)."""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
+
+from engine.errors import UserError
+from realtime.osc import ARKIT_NAMES, NativeListener, OscSender, OscTarget, parse_target, run_listener
+from realtime.osc.encode import chunked, message
+from realtime.osc.names import PERFECT_SYNC
+from realtime.record import FrameRecord, HeadPose
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _rot_y(deg: float) -> np.ndarray:
+    a = np.radians(deg)
+    return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]], np.float32)
+
+
+def face_record(frame_id: int = 0, found: bool = True, yaw_deg: float = 10.0, scale: float = 2.0) -> FrameRecord:
+    """A frame built from the shipped assets: MediaPipe's canonical face as landmarks (projected at
+    `scale` px/mm around (320, 240), iris points at the eye corners), the dense head as vertices."""
+    can = np.load(MODELS / "canonical_face.npz")["vertices"].astype(np.float64)
+    head = np.load(MODELS / "head.npz")
+    rot = _rot_y(yaw_deg)
+    pts = can @ rot.T.astype(np.float64)
+    lm = np.zeros((478, 3), np.float32)
+    lm[:468] = np.stack([320 + scale * pts[:, 0], 240 - scale * pts[:, 1], -scale * pts[:, 2]], axis=1)
+    lm[468:] = lm[[33, 133, 159, 145, 160, 362, 263, 386, 374, 387]]
+    rng = np.random.default_rng(frame_id)
+    pose = HeadPose(rotation=rot, translation_mm=np.array([10.0, -5.0, -600.0], np.float32), scale_px_per_mm=scale,
+                    center_px=np.array([320.0, 240.0], np.float32))
+    verts = head["vertices"] + rng.normal(0, 1.0, head["vertices"].shape).astype(np.float32)
+    return FrameRecord(frame_id=frame_id, t_capture=time.perf_counter(), timestamp_ms=1000 + 33 * frame_id,
+                       face_found=found, landmarks_px=lm if found else None, pose=pose if found else None,
+                       vertices=verts if found else None,
+                       expressions=rng.uniform(0, 1, 52).astype(np.float32) if found else None)
+
+
+def head_topology():
+    head = np.load(MODELS / "head.npz")
+    return head["triangles"], head["uvs"]
+
+
+class Capture:
+    """A bare UDP socket on 127.0.0.1 that records every datagram (drained by a joined thread)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.datagrams.append(self.sock.recv(65536))
+            except (TimeoutError, socket.timeout):
+                continue
+
+    def wait_quiet(self, quiet_s: float = 0.3, max_s: float = 10.0) -> list[bytes]:
+        """Wait until no datagram arrived for `quiet_s`, then stop; returns all datagrams."""
+        t_end = time.perf_counter() + max_s
+        n = -1
+        while time.perf_counter() < t_end and n != len(self.datagrams):
+            n = len(self.datagrams)
+            time.sleep(quiet_s)
+        self.close()
+        return self.datagrams
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.sock.close()
+
+
+def free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def messages_of(datagrams: list[bytes]) -> list[tuple[str, str, list]]:
+    """(address, type tags without ',', params) of every message, bundles unpacked."""
+    out = []
+    for d in datagrams:
+        for timed in OscPacket(d).messages:
+            m = timed.message
+            out.append((m.address, _type_tags(m.dgram), list(m.params)))
+    return out
+
+
+def _type_tags(dgram: bytes) -> str:
+    start = dgram.index(b",", dgram.index(b"\x00"))
+    return dgram[start + 1:dgram.index(b"\x00", start)].decode()
+
+
+# ------------------------------------------------------------------------------------------ targets
+@pytest.mark.parametrize("text, expected", [
+    ("127.0.0.1:9000", OscTarget("native", "127.0.0.1", 9000)),
+    ("faceosc@localhost:8338", OscTarget("faceosc", "localhost", 8338)),
+    ("VMC@192.168.1.20:39540", OscTarget("vmc", "192.168.1.20", 39540)),
+    ("vmc@studio-pc", OscTarget("vmc", "studio-pc", 39539)),
+    ("faceosc", OscTarget("faceosc", "127.0.0.1", 8338)),
+    ("native@[::1]:9001", OscTarget("native", "::1", 9001)),
+])
+def test_parse_target_accepts(text, expected):
+    assert parse_target(text) == expected
+    assert parse_target(str(expected)) == expected  # str() round-trips
+
+
+@pytest.mark.parametrize("text", ["nonsense", "127.0.0.1", "midi@127.0.0.1:9000", "127.0.0.1:99999",
+                                  "127.0.0.1:port", "a b:9000", "@host:1", "host:0", ""])
+def test_parse_target_rejects_with_accepted_form(text):
+    with pytest.raises(UserError) as e:
+        parse_target(text)
+    msg = str(e.value)
+    assert "\n" not in msg and "HOST:PORT" in msg
+
+
+def test_names_are_the_model_names_and_perfect_sync_is_pascal_case():
+    head = np.load(MODELS / "head.npz")
+    assert tuple(str(s) for s in head["expression_names"]) == ARKIT_NAMES
+    assert len(set(ARKIT_NAMES)) == 52
+    assert PERFECT_SYNC["browDownLeft"] == "BrowDownLeft"
+    assert PERFECT_SYNC["jawOpen"] == "JawOpen" and PERFECT_SYNC["eyeBlinkLeft"] == "EyeBlinkLeft"
+
+
+# ----------------------------------------------------------------------------------------- encoding
+def test_message_bytes_equal_python_osc_builder():
+    values = [7, -3, 1.25, float("inf"), "Head", 0.1, 2 ** 31 - 1]
+    types = "iiffsfi"
+    b = OscMessageBuilder("/x/yz")
+    for t, v in zip(types, values):
+        b.add_arg(v, t)
+    assert message("/x/yz", types, values) == b.build().dgram
+    assert message("/VMC/Ext/Blend/Apply") == OscMessageBuilder("/VMC/Ext/Blend/Apply").build().dgram
+
+
+@pytest.mark.parametrize("mtu", [512, 1400, 1536, 8192])
+def test_chunks_fit_the_mtu_tightly_and_cover_the_array(mtu):
+    arr = np.arange(3260 * 3, dtype=np.float32).reshape(-1, 3)
+    chunks = chunked("/face/vertices", 9, arr, "f", mtu)
+    assert all(len(c) <= mtu for c in chunks)
+    assert len(chunks[0]) > mtu - 16  # one more vertex (12 B data + ≤4 B tag) would not fit
+    got = np.concatenate([np.asarray(OscPacket(c).messages[0].message.params[5:], np.float32) for c in chunks])
+    np.testing.assert_array_equal(got.reshape(-1, 3), arr)
+
+
+def test_bad_mtu_is_a_user_error():
+    with pytest.raises(UserError, match="--osc-mtu"):
+        OscSender([parse_target("127.0.0.1:9")], mtu=100)
+
+
+# ------------------------------------------------------------------------------------- real sockets
+@pytest.mark.parametrize("mtu", [512, 1400])
+def test_every_native_datagram_fits_the_mtu_and_uses_int32_float32_only(mtu):
+    cap = Capture()
+    with OscSender([parse_target(f"native@127.0.0.1:{cap.port}")], mtu=mtu, topology=head_topology()) as s:
+        s.send(face_record(0))
+        s.send(face_record(1, found=False))
+    dgrams = cap.wait_quiet()
+    assert s.error is None and s.stats.failed == 0
+    assert len(dgrams) == s.stats.datagrams > 0
+    assert max(len(d) for d in dgrams) <= mtu
+    msgs = messages_of(dgrams)
+    assert set("".join(t for _, t, _ in msgs)) <= {"i", "f"}
+    addresses = {a for a, _, _ in msgs}
+    assert {"/face/found", "/face/frame", "/face/pose/position", "/face/pose/quaternion", "/face/pose/matrix",
+            "/face/blend", "/face/blend/jawOpen", "/face/landmarks", "/face/vertices", "/face/end",
+            "/face/topology/info", "/face/topology/triangles", "/face/topology/uvs"} <= addresses
+    # every chunk carries frame id, chunk index and chunk count
+    for a, t, p in msgs:
+        if a in ("/face/landmarks", "/face/vertices"):
+            assert t.startswith("iiiii") and p[0] == 0 and 0 <= p[1] < p[2]
+
+
+def test_listener_reassembles_what_was_sent():
+    recs = [face_record(i, yaw_deg=5.0 * i) for i in range(3)] + [face_record(3, found=False)]
+    tri, uvs = head_topology()
+    with NativeListener(0) as listener:
+        with OscSender([parse_target(f"127.0.0.1:{listener.port}")], topology=(tri, uvs)) as sender:
+            for r in recs:
+                sender.send(r)
+                time.sleep(0.01)
+            frames = list(listener.frames(count=4, timeout_s=5.0))
+        assert sender.error is None
+        assert [f.frame_id for f in frames] == [0, 1, 2, 3]
+        assert all(f.complete for f in frames)
+        for f, r in zip(frames[:3], recs):
+            assert f.found and f.timestamp_ms == r.timestamp_ms
+            np.testing.assert_array_equal(f.vertices, r.vertices)
+            np.testing.assert_array_equal(f.landmarks_px, r.landmarks_px)
+            np.testing.assert_array_equal(f.expressions, r.expressions)
+            assert f.named_expressions["jawOpen"] == pytest.approx(float(r.expressions[ARKIT_NAMES.index("jawOpen")]))
+            np.testing.assert_allclose(f.matrix, r.pose.matrix(), atol=1e-6)
+            np.testing.assert_allclose(f.quaternion, r.pose.quaternion(), atol=1e-6)
+            np.testing.assert_allclose(f.position_mm, r.pose.translation_mm)
+        assert not frames[3].found and frames[3].vertices is None
+        topo = listener.topology
+        assert topo is not None and topo.n_vertices == len(uvs)
+        np.testing.assert_array_equal(topo.triangles, tri)
+        np.testing.assert_array_equal(topo.uvs, uvs)
+
+
+def test_listener_that_missed_the_topology_requests_it():
+    tri, uvs = head_topology()
+    with NativeListener(0) as listener:
+        with OscSender([parse_target(f"127.0.0.1:{listener.port}")], topology=(tri, uvs),
+                       topology_interval_s=0) as sender:
+            t_end = time.perf_counter() + 5
+            while sender.stats.topology_sends < 1 and time.perf_counter() < t_end:
+                time.sleep(0.01)
+            time.sleep(0.2)
+            listener.sock.settimeout(0.2)  # throw the initial topology away, as a late receiver would
+            try:
+                while True:
+                    listener.sock.recv(65536)
+            except (TimeoutError, socket.timeout):
+                pass
+            sender.send(face_record(0))
+            assert len(list(listener.frames(count=1, timeout_s=5.0))) == 1
+            assert listener.topology is None
+            for i in range(1, 4):  # the request went out; keep streaming until the topology is back
+                sender.send(face_record(i))
+                list(listener.frames(count=1, timeout_s=2.0))
+                if listener.topology is not None:
+                    break
+        assert sender.stats.topology_sends >= 2
+        np.testing.assert_array_equal(listener.topology.triangles, tri)
+
+
+def test_several_destinations_each_get_their_format():
+    caps = {fmt: Capture() for fmt in ("native", "faceosc", "vmc")}
+    targets = [parse_target(f"{fmt}@127.0.0.1:{c.port}") for fmt, c in caps.items()]
+    with OscSender(targets, topology=None) as s:
+        for i in range(3):
+            s.send(face_record(i))
+    got = {fmt: messages_of(c.wait_quiet()) for fmt, c in caps.items()}
+    assert s.stats.frames == 3
+    assert {a for a, _, _ in got["native"]} >= {"/face/vertices", "/face/found"}
+    assert sum(a == "/found" for a, _, _ in got["faceosc"]) == 3
+    assert sum(a == "/VMC/Ext/Blend/Apply" for a, _, _ in got["vmc"]) == 3
+
+
+def test_absent_receiver_never_raises_nor_stalls(caplog):
+    closed = free_port()  # nothing listens there
+    with caplog.at_level(logging.WARNING, logger="realtime.osc.sender"):
+        s = OscSender([parse_target(f"127.0.0.1:{closed}"), parse_target(f"vmc@127.0.0.1:{closed}")],
+                      topology=head_topology())
+        for i in range(20):
+            s.send(face_record(i))
+            time.sleep(0.005)
+        s.close()
+        s.close()  # idempotent
+    assert s.error is None
+    assert s.stats.frames + s.stats.dropped == 20 and s.stats.frames > 0
+    assert sum("OSC destination" in r.message for r in caplog.records) <= 2  # at most once per destination
+
+
+def test_unreachable_host_warns_at_most_once_and_keeps_running(caplog):
+    with caplog.at_level(logging.WARNING, logger="realtime.osc.sender"):
+        with OscSender([parse_target("native@192.0.2.1:9000")]) as s:  # TEST-NET-1: never routed
+            for i in range(5):
+                s.send(face_record(i))
+                time.sleep(0.01)
+    assert s.error is None and s.stats.frames + s.stats.dropped == 5
+    assert sum("OSC destination" in r.message for r in caplog.records) <= 1
+
+
+def test_send_never_blocks_and_drops_the_oldest():
+    cap = Capture()
+    rec = face_record(0)
+    s = OscSender([parse_target(f"127.0.0.1:{cap.port}")], queue_size=2)
+    t0 = time.perf_counter()
+    for i in range(200):
+        rec.frame_id = i
+        s.send(rec)
+    caller_s = time.perf_counter() - t0
+    s.close()
+    cap.wait_quiet()
+    assert caller_s < 1.0  # 200 enqueues; encoding 200 frames would take ~1 s of CPU
+    assert s.stats.enqueued == 200 and s.stats.dropped > 0
+    assert s.stats.frames + s.stats.dropped == 200
+    ids = sorted({p[0] for a, _, p in messages_of(cap.datagrams) if a == "/face/end"})
+    assert ids[-1] == 199  # the newest frame always survives
+    s.send(rec)  # after close: ignored, no error
+    assert s.stats.enqueued == 200
+
+
+def test_listener_on_a_port_in_use_names_the_port():
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    try:
+        with pytest.raises(UserError, match=f"port {port}") as e:
+            NativeListener(port)
+        assert "\n" not in str(e.value)
+    finally:
+        busy.close()
+
+
+def test_run_listener_prints_and_saves(tmp_path):
+    port = free_port()
+    out = tmp_path / "frames.npz"
+    lines: list[str] = []
+    result: dict = {}
+
+    def listen():
+        result["frames"] = run_listener(port, out_path=out, count=3, timeout_s=5.0, echo=lines.append)
+
+    t = threading.Thread(target=listen)
+    t.start()
+    time.sleep(0.3)
+    recs = [face_record(i) for i in range(3)]
+    with OscSender([parse_target(f"127.0.0.1:{port}")], topology=head_topology()) as s:
+        for r in recs:
+            s.send(r)
+            time.sleep(0.02)
+    t.join(timeout=10)
+    assert not t.is_alive() and len(result["frames"]) == 3
+    assert lines[0].startswith("listening") and lines[-1].startswith("saved 3 frames")
+    z = np.load(out)
+    assert z["vertices"].shape == (3, *recs[0].vertices.shape)
+    np.testing.assert_array_equal(z["vertices"][2], recs[2].vertices)
+    np.testing.assert_array_equal(z["frame_id"], [0, 1, 2])
+    assert z["complete"].all() and "triangles" in z.files
+
+
+def test_run_listener_missing_output_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        run_listener(free_port(), out_path=tmp_path / "nope" / "f.npz", count=1, timeout_s=0.1, echo=None)
+
+
+def test_unresolvable_host_is_a_user_error():
+    with pytest.raises(UserError, match="cannot resolve OSC host"):
+        OscSender([parse_target("127.0.0.1:9000"), parse_target("no-such-host.invalid:9000")])
