@@ -175,14 +175,76 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def pca_spectrum_table(data: HeadData, n_train: int = 20000, n_test: int = 1000, seed: int = 0,
+                       ks: tuple[int, ...] = (8, 16, 24, 32, 48, 64, 96, 128, 192)) -> list[dict]:
+    """Explained variance and held-out reconstruction error of a k-component PCA of training vertices.
+
+    Rows {k, explained, mean_mm, p95_mm, head_mean_mm} (face-region mean/p95): the floor a k-dim
+    linear code puts under any decoder with latent k; used to choose the latent size."""
+    from engine.sampling import sample_expressions, sample_identity
+
+    def coeffs(rng: np.random.Generator, n: int) -> np.ndarray:
+        return data.coefficients(sample_identity(rng, n, data.head.num_identity), sample_expressions(rng, n))
+
+    train_c = coeffs(np.random.default_rng(seed), n_train)
+    test_c = coeffs(np.random.default_rng(EVAL_SEED), n_test)
+    pca = PCABaseline.fit_linear(train_c, data.basis, data.head.vertices, max(ks))
+    codes = pca.encode_linear(test_c, data.basis, data.head.vertices)
+    target = data.vertices(test_c)
+    rows = []
+    for k in ks:
+        rec = (pca.mean + codes[:, :k] @ pca.components[:k]).reshape(target.shape)
+        e = np.linalg.norm(rec - target, axis=-1)
+        face = e[:, data.head.face_mask]
+        rows.append({"k": k, "explained": float(pca.explained[k - 1]), "mean_mm": float(face.mean()),
+                     "p95_mm": float(np.percentile(face, 95)), "head_mean_mm": float(e.mean())})
+    return rows
+
+
+def training_study(variants: list[dict], steps: int, n: int = 400, pool_size: int = 20000, threads: int = 1,
+                   seed: int = 0) -> list[dict]:
+    """Short training runs that differ by `variants` ({"latent": k, "edge_weight": w, ...} overrides
+    of TrainConfig / ModelConfig.latent), each evaluated without baselines on `n` held-out heads.
+    Rows: the variant, steps, steps_per_second and the gcnn metrics (mean_mm, lap_mm, jitter_mm …)."""
+    from engine.hierarchy import load_hierarchy
+    from engine.model import ModelConfig
+    from engine.train import TrainConfig, train
+
+    data, h = HeadData.load(), load_hierarchy()
+    pool = make_pool(data, pool_size, seed)
+    rows = []
+    for v in variants:
+        kw = {k: val for k, val in v.items() if k != "latent"}
+        cfg = TrainConfig(steps=steps, pool=pool_size, seed=seed, threads=threads,
+                          model=ModelConfig(latent=int(v.get("latent", 32))), **kw)
+        res = train(cfg, progress=False, save=False, data=data, hierarchy=h, pool=pool)
+        ev = evaluate(res.model, n=n, data=data, train_seed=seed, baselines=False, jitter_heads=min(n, 40))
+        rows.append({**v, "steps": steps, "steps_per_second": res.info["steps_per_second"], **ev["gcnn"]})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m engine.evaluate [--model PATH] [--json PATH]` (same as `python main.py eval`)."""
+    """`python -m engine.evaluate [--model PATH] [--json PATH]` (same as `python main.py eval`);
+    `--spectrum` prints the PCA table; `--study STEPS JSON` runs `training_study` (docs/training.md)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=CHECKPOINT_PATH)
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("-n", "--samples", type=int, default=2000)
     p.add_argument("--train-samples", type=int, default=20000)
+    p.add_argument("--spectrum", action="store_true", help="PCA spectrum of the training vertices")
+    p.add_argument("--study", nargs=2, metavar=("STEPS", "VARIANTS_JSON"),
+                   help='short runs, e.g. 400 \'[{"edge_weight": 0}, {"edge_weight": 4}]\'')
     args = p.parse_args(argv)
+    if args.spectrum or args.study:
+        rows = (pca_spectrum_table(HeadData.load()) if args.spectrum
+                else training_study(json.loads(args.study[1]), int(args.study[0])))
+        if args.spectrum:
+            for r in rows:
+                print(json.dumps(r))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        return 0
     result = evaluate(args.model, n=args.samples, n_train=args.train_samples)
     print(format_table(result))
     if args.json:

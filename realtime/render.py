@@ -10,8 +10,12 @@ directions to the camera frame (x right, y up, z to the viewer) and places the h
 `center_px` with `scale_px_per_mm`. Overlay mode draws the head with exactly that scaled orthographic
 camera, so it covers the tracked face; the GPU applies it as one matrix.
 
-The pure helpers (`vertex_normals`, `unique_edges`, `fit_rect`, `overlay_transform`, `side_transform`,
-`image_to_ndc`, `draw_hud`) have no GL and are tested on their own.
+The head is drawn with back faces culled (half the raster work on Mesa llvmpipe); its openings (eyes,
+mouth, neck) are closed by dark caps fanned around each hole so nothing shows through.
+
+The pure helpers (`vertex_normals`, `winding_is_consistent`, `signed_volume`, `boundary_loops`,
+`hole_caps`, `unique_edges`, `fit_rect`, `overlay_transform`, `side_transform`, `image_to_ndc`,
+`draw_hud`) have no GL and are tested on their own.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ NO_FACE_LINE = "no face"
 
 BACKGROUND_RGB = (0.07, 0.08, 0.09)
 SKIN_ALBEDO = (0.86, 0.66, 0.55)
+CAP_ALBEDO = (0.16, 0.07, 0.07)  # the closed eye/mouth openings: dark, shading into the skin at the rim
 WIRE_RGB = (0.35, 1.0, 0.55)
 LANDMARK_RGB = (0.2, 0.9, 1.0)
 IRIS_RGB = (1.0, 0.3, 0.3)
@@ -114,6 +119,54 @@ def signed_volume(vertices: np.ndarray, triangles: np.ndarray) -> float:
     v = np.asarray(vertices, dtype=np.float64)
     tri = np.asarray(triangles)
     return float(np.einsum("ij,ij->", v[tri[:, 0]], np.cross(v[tri[:, 1]], v[tri[:, 2]])) / 6.0)
+
+
+def boundary_loops(triangles: np.ndarray) -> list[np.ndarray]:
+    """The mesh's holes: closed chains of boundary edges, each [k] int64 in the triangles' edge direction.
+
+    A boundary edge a→b belongs to one triangle whose neighbour across it is missing. Assumes each
+    boundary vertex starts one boundary edge (a manifold boundary); other vertices are skipped.
+    """
+    tri = np.asarray(triangles, dtype=np.int64)
+    directed = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]], axis=0)
+    n = int(tri.max()) + 1
+    key = directed[:, 0] * n + directed[:, 1]
+    reverse = directed[:, 1] * n + directed[:, 0]
+    boundary = directed[~np.isin(reverse, key)]
+    nxt = dict(zip(boundary[:, 0].tolist(), boundary[:, 1].tolist()))
+    loops, seen = [], set()
+    for start in boundary[:, 0].tolist():
+        if start in seen:
+            continue
+        loop, v = [], start
+        while v not in seen and v in nxt:
+            seen.add(v)
+            loop.append(v)
+            v = nxt[v]
+        if v == start and len(loop) >= 3:
+            loops.append(np.asarray(loop, dtype=np.int64))
+    return loops
+
+
+def hole_caps(triangles: np.ndarray, num_vertices: int) -> tuple[np.ndarray, scipy.sparse.csr_matrix]:
+    """Fans that close each hole around a new centre vertex, wound like the surrounding surface.
+
+    Returns (cap triangles [C,3] int32 indexing V + hole number for the centres, and a [L,V] sparse
+    matrix whose product with vertices [V,3] gives the L centres as the mean of each loop).
+    """
+    loops = boundary_loops(triangles)
+    caps, rows, cols, vals = [], [], [], []
+    for i, loop in enumerate(loops):
+        centre = num_vertices + i
+        # the surface has a→b along the loop, so the cap has b→a: (b, a, centre)
+        caps.append(np.stack([np.roll(loop, -1), loop, np.full(len(loop), centre)], axis=1))
+        rows.extend([i] * len(loop))
+        cols.extend(loop.tolist())
+        vals.extend([1.0 / len(loop)] * len(loop))
+    tris = np.concatenate(caps).astype(np.int32) if caps else np.zeros((0, 3), dtype=np.int32)
+    mean = scipy.sparse.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)),
+                                   shape=(len(loops), num_vertices))
+    return tris, mean
 
 
 def unique_edges(triangles: np.ndarray) -> np.ndarray:
@@ -281,10 +334,14 @@ class Renderer:
         self._owns_context = owns_context
         self._released = False
         self._incidence = vertex_incidence(tri, n_vert)
+        # The head's openings (eyes, mouth, neck) are closed by dark caps drawn with it, so the culled
+        # surface never shows a see-through hole; cap centres follow the vertices every frame.
+        self._cap_tris, self._cap_mean = hole_caps(tri, n_vert)
+        self._all_tris = np.concatenate([tri, self._cap_tris])
         self._radius_mm: float | None = None
         # Back-face culling halves the raster work on llvmpipe; it needs a consistently wound mesh.
         # None = two-sided (no culling); otherwise the GL face to cull, fixed at the first frame.
-        self._consistent = winding_is_consistent(tri)
+        self._consistent = winding_is_consistent(self._all_tris)
         self._cull_face: str | None = None
         self._hud_key: tuple | None = None
         self._hud_wh = (0, 0)
@@ -306,17 +363,23 @@ class Renderer:
         self._points_prog = load_program(ctx, "points")
         self._quad_prog = load_program(ctx, "quad")
         self._head_prog["u_albedo"].value = SKIN_ALBEDO
+        self._head_prog["u_cap_albedo"].value = CAP_ALBEDO
         self._head_prog["u_color"].value = WIRE_RGB
         self._points_prog["u_color"].value = LANDMARK_RGB
         self._points_prog["u_highlight_color"].value = IRIS_RGB
         self._points_prog["u_highlight_from"].value = 468
         self._quad_prog["u_texture"].value = 0
 
-        self._pos_buf = ctx.buffer(reserve=n_vert * 12, dynamic=True)
-        self._nrm_buf = ctx.buffer(reserve=n_vert * 12, dynamic=True)
-        self._tri_buf = ctx.buffer(tri.tobytes())
-        self._edge_buf = ctx.buffer(unique_edges(tri).tobytes())
-        content = [(self._pos_buf, "3f", "in_position"), (self._nrm_buf, "3f", "in_normal")]
+        n_all = n_vert + self._cap_mean.shape[0]
+        self._pos_buf = ctx.buffer(reserve=n_all * 12, dynamic=True)
+        self._nrm_buf = ctx.buffer(reserve=n_all * 12, dynamic=True)
+        cap_flag = np.zeros(n_all, dtype=np.float32)
+        cap_flag[n_vert:] = 1.0
+        self._cap_buf = ctx.buffer(cap_flag.tobytes())
+        self._tri_buf = ctx.buffer(self._all_tris.tobytes())
+        self._edge_buf = ctx.buffer(unique_edges(tri).tobytes())  # the real mesh's edges only
+        content = [(self._pos_buf, "3f", "in_position"), (self._nrm_buf, "3f", "in_normal"),
+                   (self._cap_buf, "1f", "in_cap")]
         self._head_vao = ctx.vertex_array(self._head_prog, content, index_buffer=self._tri_buf, index_element_size=4)
         self._wire_vao = ctx.vertex_array(self._head_prog, content, index_buffer=self._edge_buf, index_element_size=4)
         self._lm_buf = ctx.buffer(reserve=478 * 12, dynamic=True)
@@ -374,7 +437,8 @@ class Renderer:
                 transform = overlay_transform(frame.pose, (image.shape[1], image.shape[0]), options.mirror)
             if transform is not None:
                 if self._consistent and self._cull_face is None:
-                    self._cull_face = "back" if signed_volume(verts, self.triangles) >= 0 else "front"
+                    capped = np.concatenate([verts, self._cap_mean @ verts])
+                    self._cull_face = "back" if signed_volume(capped, self._all_tris) >= 0 else "front"
                 self._draw_head(verts, transform, viewport, options.wireframe, options.mirror)
 
         if options.show_landmarks and frame.landmarks_px is not None and image_rect is not None:
@@ -402,8 +466,11 @@ class Renderer:
                    viewport: tuple[int, int, int, int], wireframe: bool, mirror: bool = False) -> None:
         ctx, prog = self.ctx, self._head_prog
         mvp, normal_mat = transform
-        self._pos_buf.write(verts)
-        self._nrm_buf.write(vertex_normals(verts, self.triangles, self._incidence))
+        normals = vertex_normals(verts, self.triangles, self._incidence)
+        cap_normals = np.asarray(self._cap_mean @ normals, dtype=np.float32)
+        cap_normals /= np.maximum(np.linalg.norm(cap_normals, axis=1, keepdims=True), 1e-12)
+        self._pos_buf.write(np.concatenate([verts, np.asarray(self._cap_mean @ verts, dtype=np.float32)]))
+        self._nrm_buf.write(np.concatenate([normals, cap_normals]))
         prog["u_mvp"].write(np.ascontiguousarray(mvp.T))  # GL wants column-major
         prog["u_normal_mat"].write(np.ascontiguousarray(normal_mat.T))
         ctx.viewport = viewport
@@ -503,7 +570,7 @@ class Renderer:
         if not self._owns_context and self.ctx.fbo in (self.fbo, self._blit_fbo):
             # Never leave a deleted framebuffer bound: moderngl re-binds it after creating the next one.
             (self.ctx.screen or self.ctx.detect_framebuffer(0)).use()
-        for obj in (self._head_vao, self._wire_vao, self._lm_vao, self._quad_vao, self._pos_buf, self._nrm_buf,
+        for obj in (self._head_vao, self._wire_vao, self._lm_vao, self._quad_vao, self._pos_buf, self._nrm_buf, self._cap_buf,
                     self._tri_buf, self._edge_buf, self._lm_buf, self._hud_tex, self._blit_fbo, self.fbo,
                     self.color, self._depth, self._head_prog, self._points_prog, self._quad_prog):
             if obj is not None:

@@ -9,11 +9,14 @@ uniform float u_depth_bias;  // NDC units pulled towards the viewer (wireframe l
 
 in vec3 in_position;
 in vec3 in_normal;
+in float in_cap;  // 1 at the centre of a hole's cap, 0 on the surface
 
 out vec3 v_normal;
+out float v_cap;
 
 void main() {
     gl_Position = u_mvp * vec4(in_position, 1.0);
     gl_Position.z -= u_depth_bias * gl_Position.w;
     v_normal = u_normal_mat * in_normal;
+    v_cap = in_cap;
 }

@@ -12,8 +12,8 @@ from engine.errors import UserError
 from realtime.record import FrameRecord, HeadPose
 from realtime.recorder import Recorder
 from realtime.render import (
-    BACKGROUND_RGB, WIRE_RGB, RenderOptions, Renderer, fit_rect, image_to_ndc, overlay_transform, side_transform,
-    signed_volume, unique_edges, vertex_normals, winding_is_consistent,
+    BACKGROUND_RGB, WIRE_RGB, RenderOptions, Renderer, boundary_loops, fit_rect, hole_caps, image_to_ndc,
+    overlay_transform, side_transform, signed_volume, unique_edges, vertex_normals, winding_is_consistent,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +81,26 @@ def test_winding_and_orientation_checks(sphere):
     assert winding_is_consistent(f) and signed_volume(v, f) > 0
     assert signed_volume(v, f[:, ::-1]) < 0
     assert not winding_is_consistent(np.array([[0, 1, 2], [0, 1, 3]]))  # edge 0→1 used twice
+
+
+def test_boundary_loops_and_caps_close_a_holed_sphere(sphere):
+    v, f = sphere
+    assert boundary_loops(f) == []
+    holed = f[1:]  # one triangle removed: one hole of three edges
+    loops = boundary_loops(holed)
+    assert len(loops) == 1 and sorted(loops[0].tolist()) == sorted(f[0].tolist())
+    caps, mean = hole_caps(holed, len(v))
+    assert caps.shape == (3, 3) and mean.shape == (1, len(v))
+    closed = np.concatenate([holed, caps])
+    assert winding_is_consistent(closed) and boundary_loops(closed) == []
+    capped_v = np.concatenate([v, mean @ v])
+    np.testing.assert_allclose(capped_v[-1], v[f[0]].mean(axis=0), atol=1e-5)
+    assert signed_volume(capped_v, closed) == pytest.approx(signed_volume(v, f), rel=1e-3)
+
+
+def test_boundary_loop_of_a_square():
+    loops = boundary_loops(np.array([[0, 1, 2], [0, 2, 3]]))
+    assert len(loops) == 1 and len(loops[0]) == 4
 
 
 def test_unique_edges_of_a_tetrahedron():
@@ -276,6 +296,26 @@ def test_the_real_head_covers_its_projected_extent(ctx):
     ys, xs = np.nonzero(mask)
     assert xs.min() == pytest.approx(px_x.min(), abs=3) and xs.max() == pytest.approx(px_x.max(), abs=3)
     assert ys.min() == pytest.approx(px_y.min(), abs=3) and ys.max() == pytest.approx(px_y.max(), abs=3)
+
+
+def test_the_real_heads_openings_are_closed(ctx):
+    """Eyes, mouth and neck are holes in the mesh; with back faces culled they must not show the image."""
+    path = ROOT / "models" / "head.npz"
+    if not path.exists():
+        pytest.skip("models/head.npz is not built (python main.py build-assets)")
+    head = np.load(path)
+    r = Renderer(ctx, 640, 480, head["triangles"], head["uvs"])
+    try:
+        image = np.zeros((480, 640, 3), dtype=np.uint8)
+        image[:] = (0, 255, 0)
+        r.render(_face_frame(head["vertices"], image, _pose(1.2, (320.0, 250.0))), RenderOptions(show_hud=False))
+        head_px = (_drawn(r.read_rgb(), image)).astype(np.uint8)
+    finally:
+        r.release()
+    filled = head_px.copy()
+    cv2.floodFill(filled, None, (0, 0), 2)  # everything reachable from the corner outside the head
+    holes = filled == 0
+    assert head_px.sum() > 30_000 and holes.sum() < 0.002 * head_px.sum()
 
 
 def test_wrong_vertex_count_is_refused(renderer, sphere):

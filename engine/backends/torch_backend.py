@@ -7,6 +7,7 @@ no allocation on the device.
 """
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -102,7 +103,8 @@ class TorchCUDABackend:
         reason = cuda_unavailable_reason()
         if reason:
             raise BackendUnavailable(f"torch-cuda: {reason}")
-        self.model = load_model(cfg).cuda()
+        # a copy, so an in-memory model handed in (cfg.model) stays on the CPU for its owner
+        self.model = copy.deepcopy(load_model(cfg)).cuda()
         self.num_vertices = int(self.model.num_vertices)
         self.use_graphs = bool(cfg.cuda_graphs)
         self.stream = torch.cuda.Stream()
