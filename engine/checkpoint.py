@@ -111,9 +111,10 @@ def load_face_model(path: Path = CHECKPOINT_PATH, hierarchy: MeshHierarchy | Non
     payload = read_checkpoint(path)
     name = _show(Path(path))
     h = hierarchy or load_hierarchy(HIERARCHY_PATH)
-    if payload["topology_hash"] != h.topology_hash():
-        raise CheckpointError(f"{name} was trained for another mesh topology (hash {str(payload['topology_hash'])[:12]}, "
-                              f"the mesh hierarchy has {h.topology_hash()[:12]}); {REBUILD}")
+    theirs, ours = str(payload["topology_hash"]), h.topology_hash()
+    if theirs != ours:
+        raise CheckpointError(f"{name} was trained for another mesh topology (hash {theirs[:12]}, "
+                              f"the mesh hierarchy has {ours[:12]}); {REBUILD}")
     try:
         cfg = ModelConfig.from_dict(payload["model_config"])
         model = FaceModel.build(h, cfg)

@@ -42,15 +42,15 @@ POOL_CHUNK = 2000  # samples generated per chunk; part of the data's definition 
 class TrainConfig:
     """Training knobs; `steps` is the deterministic length of a run (docs/training.md)."""
 
-    steps: int = 6000
+    steps: int = 4500  # 2.7–2.8 steps/s on one shared core here: ≈ 28 min with the data (docs/training.md)
     batch: int = 64
-    lr: float = 2e-3
+    lr: float = 4e-3  # one-cycle peak (docs/training.md: 4e-3 beat 2e-3 in 400-step runs)
     seed: int = 0
     pool: int = 60000
-    edge_weight: float = 1.0
+    edge_weight: float = 4.0  # the knee of the noise-vs-detail study (docs/training.md)
     expr_weight: float = 20.0
     face_weight: float = 2.0
-    threads: int = 2
+    threads: int = 1  # 2 threads on 2 shared cores collapsed to 7 s/step (spinning OpenMP workers)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(latent=32))
     aug: AugmentConfig | None = None  # None: AugmentConfig.from_noise(the measured tracker noise)
     out: Path = CHECKPOINT_PATH
@@ -262,7 +262,7 @@ def _train(cfg: TrainConfig, progress: bool, save: bool, data: HeadData | None, 
         opt.step()
         sched.step()
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            rec = {"step": step, "loss": float(loss), **{k: float(v) for k, v in parts.items()}}
+            rec = {"step": step, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
             history.append(rec)
             bar.set_postfix(v=f"{rec['vert_l1_mm']:.3f}", e=f"{rec['expr_l1']:.4f}")
     t_train = time.perf_counter() - t1

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -148,6 +150,10 @@ def run_app(args: argparse.Namespace) -> int:
         return 0
     if args.record is not None and args.no_render:
         raise UserError("--record needs rendering; drop --no-render")
+    if not (args.headless or args.no_render) and sys.platform.startswith("linux") \
+            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UserError("no display found (DISPLAY is not set); run with --headless, e.g. "
+                        "--headless --record out.mp4")
     if args.osc:  # validate before anything heavy loads
         from realtime.osc import parse_target
 

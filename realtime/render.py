@@ -402,6 +402,7 @@ class Renderer:
         """Draw one frame into the framebuffer (see RenderOptions). Nothing is read back."""
         if self._released:
             raise RuntimeError("render() on a released Renderer")
+        self._activate()
         ctx = self.ctx
         self.fbo.use()
         ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
@@ -535,12 +536,18 @@ class Renderer:
         self._quad_vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
         ctx.disable(moderngl.BLEND)
 
+    def _activate(self) -> None:
+        """Make an owned (offscreen) context current: several renderers may live in one thread."""
+        if self._owns_context:
+            self.ctx.__enter__()
+
     # -- output -----------------------------------------------------------------------------
 
     def read_rgb(self) -> np.ndarray:
         """The rendered view as [H,W,3] uint8 in **BGR** order (OpenCV's), top row first."""
         if self._released:
             raise RuntimeError("read_rgb() on a released Renderer")
+        self._activate()
         # RGBA reads are the fast path on Mesa (RGB makes it repack on the CPU).
         self.fbo.read_into(self._read_buf, components=4, alignment=1)
         rgba_bottom_up = np.frombuffer(self._read_buf, dtype=np.uint8).reshape(self.height, self.width, 4)
