@@ -8,7 +8,10 @@ Baselines are fitted on the first `n_train` samples of the *training* pool (same
 Metrics (per-vertex Euclidean error, mm):
 - `mean_mm`, `p95_mm`: mean and 95th percentile over held-out heads × face-region vertices
   (`head.face_mask`); `head_mean_mm`: mean over all head vertices;
-- `expr_mae`: mean |predicted − true| over heads × 52 expression weights;
+- `expr_mae`: mean |predicted − true| over heads × 52 expression weights; `expr_active_mae` the
+  same over the weights ≥ 0.1 only. Weights are sparse, so answering 0 everywhere already scores
+  `expr_zero_mae` (≈ 0.037): read expr_mae against it, and `expr_active_mae` against
+  `expr_zero_active_mae`;
 - extras: `lap_mm` (mean error of the uniform Laplacian — each vertex minus the mean of its
   neighbours — over the face region: high-frequency error, i.e. roughness or lost detail) and, for
   the model, `clean_mean_mm` (from noise-free landmarks) and `jitter_mm` (std of the output over
@@ -27,6 +30,7 @@ import torch
 from engine.augment import AugmentConfig, tracker_like_landmarks
 from engine.baselines import PCABaseline, RidgeBaseline, RidgeDesign
 from engine.checkpoint import CHECKPOINT_PATH, checkpoint_info, load_face_model
+from engine.errors import UserError
 from engine.model import FaceModel
 from engine.train import HeadData, Pool, edges_of, make_pool
 
@@ -115,6 +119,9 @@ def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_t
     model: a FaceModel or a checkpoint path (its train_info gives the training seed when
     `train_seed` is None; 0 otherwise). baselines=False: the model only (studies).
     """
+    if n < 1 or n_train < 20:
+        raise UserError(f"eval needs at least 1 held-out and 20 training samples (got -n {n}, "
+                        f"--train-samples {n_train})")
     if isinstance(model, (str, Path)):
         info = checkpoint_info(Path(model))
         model = load_face_model(Path(model))
@@ -131,6 +138,7 @@ def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_t
     lap = uniform_laplacian(len(data.head.vertices), data.head.triangles)
     errs = {k: VertexErrors(data.head.face_mask, lap) for k in (*names, "gcnn_clean")}
     expr_err: dict[str, list] = {k: [] for k in names}
+    expr_true: list[np.ndarray] = []
     for s in range(0, n, batch):
         c, ex = held.coeffs[s:s + batch], held.expressions[s:s + batch]
         target = data.vertices(c)
@@ -145,10 +153,17 @@ def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_t
         for k, (pv, pe) in preds.items():
             errs[k].add(pv, target)
             expr_err[k].append(np.abs(np.clip(pe, 0.0, 1.0) - ex))
+        expr_true.append(ex)
         errs["gcnn_clean"].add(vc, target)
     out: dict = {}
+    truth = np.concatenate(expr_true)
+    active = truth >= 0.1
     for k in names:
-        out[k] = {**errs[k].metrics(), "expr_mae": float(np.concatenate(expr_err[k]).mean())}
+        ae = np.concatenate(expr_err[k])
+        out[k] = {**errs[k].metrics(), "expr_mae": float(ae.mean()), "expr_active_mae": float(ae[active].mean())}
+    # the MAE of always answering 0: weights are sparse, so a small expr_mae alone proves little
+    out["expr_zero_mae"] = float(truth.mean())
+    out["expr_zero_active_mae"] = float(truth[active].mean())
     out["gcnn"]["clean_mean_mm"] = errs["gcnn_clean"].metrics()["mean_mm"]
     if jitter_heads > 0:
         out["gcnn"]["jitter_mm"] = output_jitter(model, data, held.coeffs[:jitter_heads], jitter_draws, seed + 7, aug)
@@ -163,13 +178,16 @@ def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_t
 
 def format_table(result: dict) -> str:
     """A plain-text table of the headline metrics."""
-    cols = ("mean_mm", "p95_mm", "head_mean_mm", "lap_mm", "expr_mae")
-    lines = [f"{'model':<8}" + "".join(f"{c:>14}" for c in cols)]
+    cols = ("mean_mm", "p95_mm", "head_mean_mm", "lap_mm", "expr_mae", "expr_active_mae")
+    lines = [f"{'model':<8}" + "".join(f"{c:>16}" for c in cols)]
     for k in ("gcnn", "pca", "ridge"):
         if k in result:
-            lines.append(f"{k:<8}" + "".join(f"{result[k].get(c, float('nan')):>14.4f}" for c in cols))
+            lines.append(f"{k:<8}" + "".join(f"{result[k].get(c, float('nan')):>16.4f}" for c in cols))
     g = result.get("gcnn", {})
     extra = [f"{k}={g[k]:.4f}" for k in ("clean_mean_mm", "jitter_mm") if k in g]
+    if "expr_zero_mae" in result:
+        lines.append(f"{'zero':<8}" + " " * 16 * 4 + f"{result['expr_zero_mae']:>16.4f}"
+                     f"{result['expr_zero_active_mae']:>16.4f}  (always answering 0)")
     lines.append(f"latent {result.get('latent')}, {result.get('n')} held-out heads, baselines on "
                  f"{result.get('n_train')} training heads" + (f"; gcnn {', '.join(extra)}" if extra else ""))
     return "\n".join(lines)

