@@ -77,10 +77,9 @@ def dispatch(args: argparse.Namespace) -> int:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.command == "export":
-        from engine.checkpoint import load_face_model
-        from engine.export import export_onnx
+        from engine.export import export_checkpoint
 
-        report = export_onnx(load_face_model(args.model), args.out)
+        report = export_checkpoint(args.model, args.out)
         print(f"wrote {args.out}: max |Δ| vertices {report.max_abs_err_vertices:.2e} mm, "
               f"expressions {report.max_abs_err_expressions:.2e}")
         return 0
