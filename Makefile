@@ -5,7 +5,7 @@ install:
 
 demo: install
 	@if [ -n "$$DISPLAY" ]; then .venv/bin/python main.py --demo; \
-	else echo "no display: rendering headless to out/demo.mp4"; \
+	else echo "no display: rendering headless to out/demo.mp4"; mkdir -p out; \
 	.venv/bin/python main.py --demo --headless --record out/demo.mp4 --stats out/demo_stats.json; fi
 
 test: install

@@ -14,8 +14,6 @@ import json
 import logging
 import os
 import platform
-import socket
-import threading
 import time
 from argparse import Namespace
 from contextlib import ExitStack
@@ -23,42 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.osc.measure import UdpSink
 from realtime.pipeline import Pipeline, RunStats
 
 log = logging.getLogger("facemesh.bench")
 MODES = ("track", "headless", "full")
 SIZES: dict[str, tuple[int, int] | None] = {"native": None, "640x480": (640, 480), "1280x720": (1280, 720)}
-
-
-class UdpSink:
-    """A real OSC receiver stand-in: a UDP socket on 127.0.0.1 drained by a thread."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.datagrams = 0
-        self.bytes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="udp-sink", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                break
-            self.datagrams += 1
-            self.bytes += len(data)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-        self.sock.close()
 
 
 def machine_info() -> dict:

@@ -18,7 +18,7 @@ from realtime.osc.targets import parse_target
 from realtime.record import FrameRecord, HeadPose
 
 
-class _Sink:
+class UdpSink:
     """UDP socket on 127.0.0.1 drained by a thread; counts datagrams and bytes."""
 
     def __init__(self) -> None:
@@ -61,7 +61,7 @@ def measure(frames: int, n_vertices: int, mtu: int, formats: list[str], fps: flo
     """Send `frames` frames at `fps`; returns medians / p95 in ms and datagrams per frame."""
     rng = np.random.default_rng(0)
     recs = [synthetic_frame(i, n_vertices, rng) for i in range(frames)]
-    sink = _Sink()
+    sink = UdpSink()
     try:
         sender = OscSender([parse_target(f"{f}@127.0.0.1:{sink.port}") for f in formats], mtu=mtu,
                            topology_interval_s=0, queue_size=4)
