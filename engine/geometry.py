@@ -114,16 +114,3 @@ def barycentric_interpolate(
     vertices: [..., V, 3]; vertex_ids: [P,3] int; bary: [P,3] (rows sum to 1). Returns [..., P, 3].
     """
     return np.einsum("...pkc,pk->...pc", vertices[..., vertex_ids, :], bary)
-
-
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals. vertices [V,3], triangles [F,3] int → [V,3] float32."""
-    v = np.asarray(vertices, dtype=np.float32)
-    a, b, c = v[triangles[:, 0]], v[triangles[:, 1]], v[triangles[:, 2]]
-    fn = np.cross(b - a, c - a)
-    idx = triangles.reshape(-1)
-    fn3 = np.repeat(fn, 3, axis=0)
-    n = np.stack([np.bincount(idx, fn3[:, k], minlength=len(v)) for k in range(3)], axis=1)
-    n = n.astype(np.float32)
-    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    return n

@@ -191,8 +191,7 @@ def run_app(args: argparse.Namespace) -> int:
                 recorder = stack.enter_context(Recorder(args.record, size, fps=source.fps or 30.0))
             stages.append(RenderStage(renderer, options, hud, window, recorder))
         controller = Controller(args, hud, calibrator, window, renderer, stages)
-        pipeline = Pipeline(_Prepend(first, source, controller), stages, should_stop=controller.should_stop,
-                            on_frame=controller.on_frame)
+        pipeline = Pipeline(_Prepend(first, source, controller), stages, should_stop=controller.should_stop)
         try:
             stats = pipeline.run(max_frames=args.frames)
         except KeyboardInterrupt:
@@ -243,9 +242,6 @@ class Controller:
                 self.window.present(self.renderer)
             time.sleep(0.02)
             self._poll()
-
-    def on_frame(self, record: FrameRecord) -> None:
-        self._last = record
 
     def _poll(self) -> None:
         if self.window is None:

@@ -27,12 +27,6 @@ class Stage(Protocol):
     def __call__(self, record: FrameRecord) -> None: ...
 
 
-class Source(Protocol):
-    """What the loop needs from a frame source (see realtime/sources.py)."""
-
-    def read(self): ...
-
-
 @dataclass
 class RunStats:
     """Per-stage timings (ms) and counts of one run; `summary()` is the `--stats` JSON."""

@@ -14,8 +14,7 @@ from realtime.record import FrameRecord, HeadPose
 log = logging.getLogger(__name__)
 
 
-def head_pose_from_canonical(pose: HeadPose, head_from_canonical: Similarity, image_width: int,
-                             fov_deg: float) -> HeadPose:
+def head_pose_from_canonical(pose: HeadPose, head_from_canonical: Similarity) -> HeadPose:
     """Re-express a pose of the canonical face frame as a pose of the dense head's frame.
 
     pose: canonical (mm) → camera pose from the tracker; head_from_canonical: the embedding's
@@ -31,7 +30,6 @@ def head_pose_from_canonical(pose: HeadPose, head_from_canonical: Similarity, im
     center = np.asarray(pose.center_px, dtype=np.float64) + np.array([offset_up[0], -offset_up[1]])
     offset_mm = pose.rotation.astype(np.float64) @ c0
     trans = np.asarray(pose.translation_mm, dtype=np.float64) + offset_mm
-    del image_width, fov_deg  # the pinhole depth is unchanged by an in-face offset
     return HeadPose(rotation=r_h.astype(np.float32), translation_mm=trans.astype(np.float32),
                     scale_px_per_mm=float(scale), center_px=center.astype(np.float32))
 
@@ -75,10 +73,9 @@ class TrackStage:
 
     name = "track"
 
-    def __init__(self, tracker, head_from_canonical: Similarity, fov_deg: float = 60.0) -> None:
+    def __init__(self, tracker, head_from_canonical: Similarity) -> None:
         self.tracker = tracker
         self.head_from_canonical = head_from_canonical
-        self.fov_deg = fov_deg
 
     def __call__(self, record: FrameRecord) -> None:
         res = self.tracker.detect_for_video(record.image, record.timestamp_ms)
@@ -87,8 +84,7 @@ class TrackStage:
             return
         record.landmarks_px = res.landmarks_px
         record.landmarks_norm = res.landmarks_norm
-        record.pose = head_pose_from_canonical(res.pose, self.head_from_canonical,
-                                               record.image.shape[1], self.fov_deg)
+        record.pose = head_pose_from_canonical(res.pose, self.head_from_canonical)
 
 
 class DecodeStage:

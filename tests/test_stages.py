@@ -35,7 +35,7 @@ def test_head_pose_places_head_landmarks_where_the_face_is():
     px = np.stack([centre[0] + up[:, 0], centre[1] - up[:, 1], -up[:, 2]], axis=1)
     pose_c = pose_from_landmarks(px.astype(np.float32), canon, (640, 480))
     assert np.allclose(pose_c.rotation, rot, atol=1e-4) and abs(pose_c.scale_px_per_mm - scale) < 1e-3
-    pose_h = head_pose_from_canonical(pose_c, emb.head_from_canonical(), 640, 60.0)
+    pose_h = head_pose_from_canonical(pose_c, emb.head_from_canonical())
     ref = reference_landmarks(head.vertices, emb).astype(np.float64)
     err = np.linalg.norm(_project(ref, pose_h) - px[:, :2], axis=1)
     # the head differs from the canonical face by the embedding residual (a few mm) × 2.5 px/mm
