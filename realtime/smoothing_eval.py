@@ -8,7 +8,8 @@
   coordinates, peak refined by a parabola); raw vs raw is 0 by construction.
 
 Run: `python -m realtime.smoothing_eval --json docs/smoothing.json` (add `--sweep` for a grid of
-parameters). Tracking runs once; the filters then run on the stored tracks.
+parameters). Tracking runs once; the filters then run on the stored tracks. `--timing` instead
+times the FrameSmoother per frame on the real clip, tracked and decoded (`time_smoother`).
 """
 from __future__ import annotations
 
@@ -208,6 +209,23 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def time_smoother(records: Sequence[FrameRecord], rounds: int = 10) -> dict:
+    """Wall time (ms) of one FrameSmoother call per frame: `records` run `rounds` times through one
+    smoother (10 s apart, so each round restarts as after a pause); copies are made outside the
+    timing. Returns {"frames", "ms_p50", "ms_p95", "ms_mean"} (the very first call left out)."""
+    sm = FrameSmoother()
+    ms: list[float] = []
+    for k in range(rounds):
+        batch = [replace(r, timestamp_ms=r.timestamp_ms + k * 10_000, timings_ms={}) for r in records]
+        for r in batch:
+            t0 = time.perf_counter()
+            sm(r)
+            ms.append((time.perf_counter() - t0) * 1e3)
+    a = np.asarray(ms[1:])
+    return {"frames": len(a), "ms_p50": round(float(np.median(a)), 4), "ms_p95": round(float(np.percentile(a, 95)), 4),
+            "ms_mean": round(float(a.mean()), 4)}
+
+
 def _model_decoder() -> Decode | None:
     """The trained face model as a decode callable, when models/face_model.pt exists."""
     from engine.checkpoint import CHECKPOINT_PATH, load_face_model
@@ -233,8 +251,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--beta", type=float, default=DEFAULT_BETA, help="One Euro beta, s/mm")
     ap.add_argument("--sweep", action="store_true", help="also evaluate a grid of parameters")
     ap.add_argument("--no-decode", action="store_true", help="skip decoded vertices even if a model exists")
+    ap.add_argument("--timing", action="store_true",
+                    help="only time the smoother per frame on the real clip (tracked and decoded), then exit")
     args = ap.parse_args(argv)
     from engine.errors import UserError
+
+    if args.timing:
+        from realtime.osc.measure import real_frames
+
+        print(json.dumps(time_smoother(real_frames(120)), indent=2))
+        return 0
 
     try:
         decode = None if args.no_decode else _model_decoder()

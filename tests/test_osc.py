@@ -1,21 +1,27 @@
 """OSC streaming: target parsing, native encoding, real UDP send/receive on 127.0.0.1 (no mocks)."""
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
 from engine.errors import UserError
-from realtime.osc import ARKIT_NAMES, NativeListener, OscSender, OscTarget, parse_target, run_listener
-from realtime.osc.encode import chunked, message
-from realtime.osc.names import PERFECT_SYNC
+from realtime.osc import ARKIT_NAMES, NativeListener, OscSender, OscTarget, Topology, parse_target, run_listener
+from realtime.osc import faceosc, native, vmc
+from realtime.osc.encode import (bundle, chunked, float_array_message, items_per_chunk, message, message_prefix,
+                                 one_float_messages, pack_bundles)
+from realtime.osc.names import PERFECT_SYNC, PERFECT_SYNC_NAMES
 from realtime.record import FrameRecord, HeadPose
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -50,6 +56,17 @@ def face_record(frame_id: int = 0, found: bool = True, yaw_deg: float = 10.0, sc
 def head_topology():
     head = np.load(MODELS / "head.npz")
     return head["triangles"], head["uvs"]
+
+
+@functools.lru_cache(maxsize=1)
+def real_records() -> tuple[FrameRecord, ...]:
+    """30 frames of the real demo clip (640×480) through the real tracker and face model (cached for
+    the session; shared with tests/test_smoothing.py)."""
+    from realtime.osc.measure import real_frames
+
+    records = tuple(real_frames(30))
+    assert all(r.face_found for r in records)
+    return records
 
 
 class Capture:
@@ -143,6 +160,121 @@ def test_names_are_the_model_names_and_perfect_sync_is_pascal_case():
     assert PERFECT_SYNC["jawOpen"] == "JawOpen" and PERFECT_SYNC["eyeBlinkLeft"] == "EyeBlinkLeft"
 
 
+# ------------------------------------------------- python-osc reference encoders (slow and obvious)
+def ref_message(address: str, types: str = "", values=()) -> bytes:
+    """A message built by python-osc's OscMessageBuilder, one `add_arg` per value."""
+    b = OscMessageBuilder(address)
+    for t, v in zip(types, values, strict=True):
+        b.add_arg(v, t)
+    return b.build().dgram
+
+
+def ref_bundle(messages: list[bytes]) -> bytes:
+    """A bundle built by python-osc's OscBundleBuilder (time tag 'immediately')."""
+    b = OscBundleBuilder(IMMEDIATELY)
+    for m in messages:
+        b.add_content(OscMessage(m))
+    return b.build().dgram
+
+
+def ref_pack(messages: list[bytes], mtu: int) -> list[bytes]:
+    """Greedy in-order bundles: a bundle is 16 B + (4 B + size) per message and must stay ≤ mtu."""
+    out, group, size = [], [], 16
+    for m in messages:
+        if group and size + 4 + len(m) > mtu:
+            out.append(ref_bundle(group))
+            group, size = [], 16
+        group.append(m)
+        size += 4 + len(m)
+    return out + [ref_bundle(group)] if group else out
+
+
+def _f32(values) -> list[float]:
+    return np.asarray(values, dtype=np.float32).reshape(-1).tolist()
+
+
+def ref_chunks(address: str, ident: int, arr: np.ndarray, kind: str, mtu: int) -> list[bytes]:
+    """docs/osc.md's chunking: as many rows per message as fit in mtu, header iiiii, then the rows."""
+    arr = np.asarray(arr).reshape(len(arr), -1)
+    n, width = arr.shape
+
+    def size(k: int) -> int:  # address and type tags NUL-terminated and padded to 4, then 4 B per value
+        return 4 * (len(address) // 4 + 1) + 4 * ((6 + k * width) // 4 + 1) + 4 * (5 + k * width)
+
+    per = max(k for k in range(1, mtu) if size(k) <= mtu)
+    count = -(-n // per)
+    values = arr.astype(np.float32) if kind == "f" else arr.astype(np.int32)
+    return [ref_message(address, "iiiii" + kind * (len(rows) * width),
+                        [ident, c, count, c * per, n, *rows.reshape(-1).tolist()])
+            for c, rows in ((c, values[c * per:(c + 1) * per]) for c in range(count))]
+
+
+def ref_native(rec: FrameRecord, mtu: int) -> list[bytes]:
+    """The native schema of docs/osc.md, every byte written by python-osc's builders."""
+    fid, found = rec.frame_id & 0x7FFFFFFF, bool(rec.face_found)
+    msgs = [ref_message("/face/found", "i", [int(found)]),
+            ref_message("/face/frame", "ii", [fid, rec.timestamp_ms & 0x7FFFFFFF])]
+    if found and rec.pose is not None:
+        p = rec.pose
+        msgs += [ref_message("/face/pose/position", "fff", _f32(p.translation_mm)),
+                 ref_message("/face/pose/quaternion", "ffff", _f32(p.quaternion())),
+                 ref_message("/face/pose/matrix", "f" * 16, _f32(p.matrix())),
+                 ref_message("/face/pose/euler", "fff", _f32(p.euler_xyz_rad())),
+                 ref_message("/face/pose/scale", "f", _f32([p.scale_px_per_mm])),
+                 ref_message("/face/pose/center", "ff", _f32(p.center_px))]
+    if found and rec.expressions is not None:
+        w = _f32(rec.expressions)
+        msgs.append(ref_message("/face/blend", "f" * len(w), w))
+        msgs += [ref_message(f"/face/blend/{name}", "f", [v]) for name, v in zip(ARKIT_NAMES, w)]
+    lm = vx = []
+    if found and rec.landmarks_px is not None:
+        lm = ref_chunks("/face/landmarks", fid, rec.landmarks_px, "f", mtu)
+    if found and rec.vertices is not None:
+        vx = ref_chunks("/face/vertices", fid, rec.vertices, "f", mtu)
+    return ref_pack(msgs, mtu) + lm + vx + [ref_message("/face/end", "iii", [fid, len(lm), len(vx)])]
+
+
+def ref_faceosc(rec: FrameRecord, mtu: int, raw: bool) -> list[bytes]:
+    """FaceOSC's bundle (docs/osc.md) from the value functions of realtime.osc.faceosc, built by python-osc."""
+    if not rec.face_found or rec.pose is None or rec.landmarks_px is None:
+        return ref_pack([ref_message("/found", "i", [0])], mtu)
+    s = rec.pose.scale_px_per_mm
+    msgs = [ref_message("/found", "i", [1]),
+            ref_message("/pose/position", "ff", _f32(faceosc.position(rec.landmarks_px))),
+            ref_message("/pose/scale", "f", _f32([s * faceosc.FACEOSC_MM_PER_UNIT])),
+            ref_message("/pose/orientation", "fff", _f32(faceosc.orientation(rec.pose.rotation)))]
+    msgs += [ref_message(a, "f", _f32([v])) for a, v in faceosc.gestures(rec.landmarks_px, s).items()]
+    if raw:
+        msgs.append(ref_message("/raw", "f" * 132, _f32(faceosc.raw_points(rec.landmarks_px))))
+    return ref_pack(msgs, mtu)
+
+
+def ref_vmc(rec: FrameRecord, time_s: float, mtu: int) -> list[bytes]:
+    """The VMC messages of docs/osc.md, built by python-osc."""
+    found = bool(rec.face_found and rec.pose is not None)
+    msgs = [ref_message("/VMC/Ext/OK", "iiii", [1, vmc.CALIBRATED, vmc.NORMAL_MODE, int(found)]),
+            ref_message("/VMC/Ext/T", "f", _f32([time_s]))]
+    if found:
+        q = vmc.unity_quaternion(rec.pose.quaternion())
+        msgs.append(ref_message("/VMC/Ext/Root/Pos", "sfffffff", ["root", *_f32([0, 0, 0, 0, 0, 0, 1])]))
+        msgs.append(ref_message("/VMC/Ext/Bone/Pos", "sfffffff", ["Head", *_f32([*vmc.HEAD_LOCAL_POSITION_M, *q])]))
+    w = _f32(rec.expressions) if found and rec.expressions is not None else [0.0] * 52
+    msgs += [ref_message("/VMC/Ext/Blend/Val", "sf", [name, v]) for name, v in zip(PERFECT_SYNC_NAMES, w)]
+    msgs.append(ref_message("/VMC/Ext/Blend/Apply"))
+    return ref_pack(msgs, mtu)
+
+
+def real_frame_variants() -> list[FrameRecord]:
+    """Real frames plus the cases the encoders branch on: no face, no pose, no weights, no vertices,
+    non-finite and signed-zero values, a frame id and timestamp past 2³¹ (wrapped on the wire)."""
+    recs = real_records()
+    odd = recs[4].vertices.copy()
+    odd[[0, 7, 100]] = [[np.nan, np.inf, -np.inf], [-0.0, 0.0, 1e-45], [3.4e38, -3.4e38, 1e-38]]
+    return [*recs[:6], replace(recs[6], face_found=False, landmarks_px=None, pose=None, vertices=None, expressions=None),
+            replace(recs[7], pose=None), replace(recs[8], expressions=None), replace(recs[9], vertices=None),
+            replace(recs[10], vertices=odd), replace(recs[11], frame_id=2 ** 31 + 5, timestamp_ms=2 ** 32 + 7)]
+
+
 # ----------------------------------------------------------------------------------------- encoding
 def test_message_bytes_equal_python_osc_builder():
     values = [7, -3, 1.25, float("inf"), "Head", 0.1, 2 ** 31 - 1]
@@ -152,6 +284,88 @@ def test_message_bytes_equal_python_osc_builder():
         b.add_arg(v, t)
     assert message("/x/yz", types, values) == b.build().dgram
     assert message("/VMC/Ext/Blend/Apply") == OscMessageBuilder("/VMC/Ext/Blend/Apply").build().dgram
+    for address in ("/abc", "/abcd", "/abcdefg"):  # every padding length
+        for n in (0, 1, 2, 3, 4, 52):
+            vals = np.random.default_rng(n).normal(size=n).astype(np.float32).tolist()
+            assert message(address, "f" * n, vals) == ref_message(address, "f" * n, vals)
+            assert float_array_message(address, vals) == ref_message(address, "f" * n, vals)
+
+
+@pytest.mark.slow
+def test_numpy_built_families_and_bundles_equal_python_osc():
+    w = real_records()[0].expressions
+    prefixes = [message_prefix(f"/face/blend/{n}", "f") for n in ARKIT_NAMES]
+    assert one_float_messages(prefixes, w) == [ref_message(f"/face/blend/{n}", "f", [v])
+                                               for n, v in zip(ARKIT_NAMES, _f32(w))]
+    with pytest.raises(ValueError):
+        one_float_messages(prefixes, w[:51])
+    msgs = [ref_message("/a", "i", [1]), ref_message("/bcd", "ff", [0.5, -2.0]), ref_message("/VMC/Ext/Blend/Apply")]
+    assert bundle(msgs) == ref_bundle(msgs) and bundle(msgs[:1]) == ref_bundle(msgs[:1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mtu", [512, 1400, 1500, 9000, 65507])
+def test_native_frames_equal_python_osc_on_real_frames(mtu):
+    rec = real_records()[12]
+    per = items_per_chunk("/face/vertices", 3, mtu)
+    cut = [replace(rec, vertices=rec.vertices[:n], landmarks_px=rec.landmarks_px[:max(1, n // 2)])
+           for n in sorted({1, per - 1, per, per + 1, 2 * per}) if n <= len(rec.vertices)]  # every chunk-run shape
+    for r in real_frame_variants() + cut:
+        assert native.encode_frame(r, mtu) == ref_native(r, mtu), (r.frame_id, mtu)
+    template = native.frame_template(True, True, True, 478, 3260, mtu)
+    assert not template.words.flags.writeable  # shared by every frame (and thread): never written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mtu", [512, 1400, 65507])
+def test_faceosc_and_vmc_equal_python_osc_on_real_frames(mtu):
+    for rec in real_frame_variants():
+        for raw in (False, True) if mtu >= 1400 else (False,):  # /raw alone is 572 B
+            assert faceosc.encode_faceosc(rec, mtu, raw=raw) == ref_faceosc(rec, mtu, raw), (rec.frame_id, raw)
+        for time_s in (0.0, 1.0 / 3.0, 12345.678):
+            assert vmc.encode_vmc(rec, time_s, mtu) == ref_vmc(rec, time_s, mtu), (rec.frame_id, time_s)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mtu", [512, 1400, 8192])
+def test_chunks_equal_python_osc_at_chunk_boundaries(mtu):
+    verts = real_records()[0].vertices
+    tri, uvs = head_topology()
+    per = items_per_chunk("/face/vertices", 3, mtu)
+    for n in sorted({1, 2, per - 1, per, per + 1, 2 * per, 3 * per - 1, 3 * per + 1, len(verts)}):
+        assert chunked("/face/vertices", 77, verts[:n], "f", mtu) == ref_chunks("/face/vertices", 77, verts[:n], "f", mtu)
+        assert chunked("/face/topology/triangles", 2 ** 31 - 1, tri[:n], "i", mtu) == \
+            ref_chunks("/face/topology/triangles", 2 ** 31 - 1, tri[:n], "i", mtu)
+    assert chunked("/face/vertices", 0, verts.astype(np.float64), "f", mtu) == chunked("/face/vertices", 0, verts, "f", mtu)
+    topo = Topology.of((tri, uvs))
+    tid = topo.topology_id
+    assert native.encode_topology(topo, mtu) == [
+        ref_message("/face/topology/info", "iiii", [tid, len(uvs), len(tri), 1]),
+        *ref_chunks("/face/topology/triangles", tid, tri, "i", mtu), *ref_chunks("/face/topology/uvs", tid, uvs, "f", mtu)]
+
+
+def test_pack_bundles_fills_bundles_in_order_up_to_the_mtu():
+    rng = np.random.default_rng(3)
+    msgs = [ref_message(f"/m{i}", "f" * int(k), [0.5] * int(k)) for i, k in enumerate(rng.integers(0, 60, 80))]
+    for mtu in (320, 512, 1400, 65507):  # the largest message is 296 B
+        assert pack_bundles(msgs, mtu) == ref_pack(msgs, mtu)
+    assert pack_bundles([], 512) == []
+    with pytest.raises(ValueError, match="does not fit"):
+        pack_bundles(msgs[:1] + [ref_message("/big", "f" * 200, [0.0] * 200)], 512)
+
+
+@pytest.mark.slow
+def test_sender_puts_python_osc_bytes_on_the_wire():
+    recs = real_records()[:3]
+    cap = Capture()
+    with OscSender([parse_target(f"native@127.0.0.1:{cap.port}")], mtu=1400) as s:
+        for r in recs:
+            s.send(r)
+            time.sleep(0.02)
+    got = cap.wait_quiet()
+    assert s.stats.dropped == 0 and s.stats.failed == 0
+    assert got == [d for r in recs for d in ref_native(r, 1400)]
+    assert s.stats.bytes == sum(map(len, got)) and s.stats.datagrams == len(got)
 
 
 @pytest.mark.parametrize("mtu", [512, 1400, 1536, 8192])

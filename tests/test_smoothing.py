@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
 from realtime.record import FrameRecord, HeadPose
-from realtime.smoothing import FrameSmoother, OneEuroFilter, _alpha
+from realtime.smoothing import (MAX_GAP_S, FrameSmoother, OneEuroFilter, _alpha, matrix_from_quaternion,
+                                quaternion_from_matrix)
 
 FPS = 30.0
 
@@ -212,3 +214,180 @@ def test_documented_figures_use_the_default_parameters():
     doc = json.loads((Path(__file__).resolve().parent.parent / "docs" / "smoothing.json").read_text())
     assert doc["params"] == {"min_cutoff_hz": DEFAULT_MIN_CUTOFF_HZ, "beta_s_per_mm": DEFAULT_BETA}
     assert doc["chosen"]["min_cutoff_hz"] == DEFAULT_MIN_CUTOFF_HZ and doc["chosen"]["beta_s_per_mm"] == DEFAULT_BETA
+
+
+# ------------------------------------------------------------ a plain reference One Euro (allocating)
+class RefOneEuro:
+    """One Euro as the formulas read (Casiez et al.), NaN elements held: a new array per operation."""
+
+    def __init__(self, min_cutoff: float, beta: float, d_cutoff: float, speed_scale: float = 1.0) -> None:
+        self.min_cutoff, self.beta, self.d_cutoff, self.speed_scale = min_cutoff, beta, d_cutoff, speed_scale
+        self.x = self.dx = self.t = None
+
+    @staticmethod
+    def alpha(cutoff, dt: float):
+        tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff))
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, x, t: float) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.x is None or self.x.shape != x.shape:
+            self.x, self.dx, self.t = x.copy(), np.zeros_like(x), t
+            return x.copy()
+        dt = t - self.t
+        if not dt > 0:
+            return self.x.copy()
+        finite = np.isfinite(x)
+        base = np.where(finite & ~np.isfinite(self.x), x, self.x)
+        speed = np.where(finite, (x - base) / dt, 0.0)
+        dx = self.dx + self.alpha(self.d_cutoff, dt) * (speed - self.dx)
+        cutoff = self.min_cutoff + self.beta * self.speed_scale * np.abs(dx)
+        out = base + self.alpha(cutoff, dt) * (np.where(finite, x, base) - base)
+        self.x, self.dx, self.t = np.where(finite, out, self.x), np.where(finite, dx, self.dx), t
+        return self.x.copy()
+
+
+class RefFrameSmoother:
+    """FrameSmoother's documented behaviour with one RefOneEuro per field and scipy's rotations."""
+
+    def __init__(self, min_cutoff: float = 0.5, beta: float = 0.1, d_cutoff: float = 1.0) -> None:
+        fs = FrameSmoother
+        units = {"vertices": 1.0, "expressions": fs.EXPRESSION_MM, "landmarks_px": 1.0, "landmarks_norm": 1.0,
+                 "quat": 2.0 * fs.HEAD_RADIUS_MM, "log_scale": fs.FACE_SIZE_MM, "translation": 1.0, "center": 1.0}
+        self.make = lambda: {k: RefOneEuro(min_cutoff, beta, d_cutoff, u) for k, u in units.items()}
+        self.f = self.make()
+        self.last_ms = None
+
+    def __call__(self, rec: FrameRecord) -> None:
+        if not rec.face_found:
+            self.f, self.last_ms = self.make(), None
+            return
+        if self.last_ms is not None and rec.timestamp_ms - self.last_ms > MAX_GAP_S * 1e3:
+            self.f = self.make()
+        self.last_ms = rec.timestamp_ms
+        t = rec.timestamp_ms * 1e-3
+        scale = rec.pose.scale_px_per_mm if rec.pose is not None and rec.pose.scale_px_per_mm > 0 else 1.0
+        self.f["landmarks_px"].speed_scale = self.f["center"].speed_scale = 1.0 / scale
+        for name in FrameSmoother.FIELDS:
+            if getattr(rec, name) is not None:
+                setattr(rec, name, self.f[name](getattr(rec, name), t).astype(np.float32))
+        if rec.expressions is not None:
+            rec.expressions = np.clip(rec.expressions, 0.0, 1.0)
+        if rec.pose is not None:
+            p = rec.pose
+            q = Rotation.from_matrix(p.rotation.astype(np.float64)).as_quat()
+            if self.f["quat"].x is not None and np.dot(q, self.f["quat"].x) < 0:
+                q = -q
+            q = self.f["quat"](q, t)
+            q = q / np.linalg.norm(q)
+            rec.pose = HeadPose(Rotation.from_quat(q).as_matrix().astype(np.float32),
+                                self.f["translation"](p.translation_mm, t).astype(np.float32),
+                                float(np.exp(self.f["log_scale"]([np.log(p.scale_px_per_mm)], t)[0])),
+                                self.f["center"](p.center_px, t).astype(np.float32))
+
+
+def _assert_same_outputs(a: FrameRecord, b: FrameRecord, where: str) -> None:
+    """Equal to float32 tolerance (in practice bit for bit), same dtypes and shapes, same None-ness."""
+    for name in FrameSmoother.FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), (where, name)
+        if x is not None:
+            assert x.dtype == y.dtype == np.float32 and x.shape == y.shape, (where, name)
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6, err_msg=f"{where} {name}")
+    assert (a.pose is None) == (b.pose is None), where
+    if a.pose is not None:
+        for name in ("rotation", "translation_mm", "center_px"):
+            x, y = getattr(a.pose, name), getattr(b.pose, name)
+            assert x.dtype == y.dtype == np.float32, (where, name)
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6, err_msg=f"{where} {name}")
+        assert a.pose.scale_px_per_mm == pytest.approx(b.pose.scale_px_per_mm, rel=1e-9), where
+
+
+def _real_sequence(edits: bool) -> list[FrameRecord]:
+    """The real clip's records (tracked + decoded), 3 times over (10 s apart: a restart each time);
+    with `edits`, also every case the smoother branches on, at fixed frames."""
+    from tests.test_osc import real_records
+
+    base = real_records()
+    seq = [replace(r, frame_id=i, timestamp_ms=r.timestamp_ms + k * 10_000)
+           for k in range(3) for i, r in enumerate(base, start=k * len(base))]
+    if not edits:
+        return seq
+    n = len(base)
+    for i, r in enumerate(seq):
+        if i == 5:  # face lost
+            seq[i] = replace(r, face_found=False, landmarks_px=None, pose=None, landmarks_norm=None, vertices=None,
+                             expressions=None)
+        elif i in (9, 10):  # the same timestamp twice, then one going back
+            seq[i] = replace(r, timestamp_ms=seq[8].timestamp_ms - (i - 9) * 5)
+        elif 12 <= i < 20 and i % 2:  # expressions missing every other frame
+            seq[i] = replace(r, expressions=None)
+        elif i == 21:  # a pose-less face
+            seq[i] = replace(r, pose=None)
+        elif i == 24:  # NaN in two fields (held per element), the filters of the others keep going
+            v, lm = r.vertices.copy(), r.landmarks_px.copy()
+            v[3] = np.nan
+            lm[10, 1] = np.nan
+            seq[i] = replace(r, vertices=v, landmarks_px=lm)
+        elif i == n + 4:  # another vertex count: that filter restarts
+            seq[i] = replace(r, vertices=r.vertices[:100])
+        elif i == n + 8:  # a gap > MAX_GAP_S: everything restarts
+            for j in range(i, 2 * n):
+                seq[j] = replace(seq[j], timestamp_ms=seq[j].timestamp_ms + 1500)
+    return seq
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edits", [False, True])
+def test_frame_smoother_matches_a_plain_one_euro_on_the_real_clip(edits):
+    fast, ref = FrameSmoother(), RefFrameSmoother()
+    for i, r in enumerate(_real_sequence(edits)):
+        a, b = replace(r), replace(r)
+        fast(a)
+        ref(b)
+        _assert_same_outputs(a, b, f"frame {i}")
+    # the fused path did the work: every filter's state is a view of one shared buffer
+    bases = {id(f._x.base) for f in fast.filters.values()}
+    assert len(bases) == 1 and next(iter(fast.filters.values()))._x.base.size == sum(
+        f._x.size for f in fast.filters.values())
+
+
+def test_frame_smoother_follows_parameter_changes_and_leaves_inputs_alone():
+    rng = np.random.default_rng(7)
+    recs = [_record(i, True, rng) for i in range(40)]
+    fast, ref = FrameSmoother(1.0, 0.01), RefFrameSmoother(1.0, 0.01)
+    for i, r in enumerate(recs):
+        if i == 20:  # e.g. a UI slider
+            fast.filters["vertices"].beta = ref.f["vertices"].beta = 0.3
+        before = r.vertices.copy()
+        a, b = replace(r), replace(r)
+        fast(a)
+        ref(b)
+        assert np.array_equal(r.vertices, before)  # outputs are new arrays
+        _assert_same_outputs(a, b, f"frame {i}")
+
+
+def test_one_euro_filter_matches_the_reference_with_nan_and_holds():
+    rng = np.random.default_rng(8)
+    xs = np.cumsum(rng.normal(size=(80, 7, 3)), axis=0)
+    xs[30, 2, 1] = np.nan
+    xs[31:33, 0] = np.nan
+    ts = np.arange(80) / FPS
+    ts[50] = ts[49]  # repeated time: hold
+    fast, ref = OneEuroFilter(0.7, 0.2, speed_scale=3.0), RefOneEuro(0.7, 0.2, 1.0, 3.0)
+    for x, t in zip(xs, ts):
+        np.testing.assert_allclose(fast(x, t), ref(x, t), rtol=1e-12, atol=1e-12)
+
+
+def test_rotation_helpers_match_scipy():
+    mats = Rotation.random(300, random_state=3).as_matrix()
+    mats = np.concatenate([mats, Rotation.from_rotvec([[math.pi, 0, 0], [0, math.pi - 1e-6, 0]]).as_matrix()])
+    for m in (mats, mats.astype(np.float32)):  # float32: slightly non-orthogonal, like the tracker's
+        for r in m:
+            np.testing.assert_allclose(quaternion_from_matrix(r), Rotation.from_matrix(r.astype(np.float64)).as_quat(),
+                                       atol=1e-12)
+    q = Rotation.random(300, random_state=4).as_quat() * 1.7
+    for x in q:
+        np.testing.assert_allclose(matrix_from_quaternion(x), Rotation.from_quat(x).as_matrix(), atol=1e-14)
+    with pytest.raises(ValueError):
+        quaternion_from_matrix(np.diag([1.0, 1.0, -1.0]))

@@ -9,11 +9,13 @@ unit. We compute the same quantities from MediaPipe landmarks (docs/osc.md lists
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
-from realtime.osc.encode import floats, message, pack_bundles
-from realtime.record import FrameRecord, HeadPose
+from realtime.osc.encode import float_array_message, message
+from realtime.osc.template import FrameTemplate, TemplateBuilder
+from realtime.record import FrameRecord
 
 IBUG68_FROM_MEDIAPIPE: tuple[int, ...] = (
     162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,  # 0-16 jaw line
@@ -49,6 +51,8 @@ GESTURES: tuple[tuple[str, int, int], ...] = (
     ("/gesture/nostrils", 98, 327),        # 31 ↔ 35: nostril edges
 )
 
+_GESTURE_A = np.array([a for _, a, _ in GESTURES])
+_GESTURE_B = np.array([b for _, _, b in GESTURES])
 _FLIP_YZ = np.diag([1.0, -1.0, -1.0])  # camera frame (y up, z to viewer) ↔ image frame (y down, z into it)
 
 
@@ -59,9 +63,11 @@ def gestures(landmarks_px: np.ndarray, scale_px_per_mm: float) -> dict[str, floa
     landmarks (rotation-invariant, like FaceTracker's distances on its pose-free shape), divided by
     the head's pixels per millimetre and by `FACEOSC_MM_PER_UNIT`.
     """
-    lm = np.asarray(landmarks_px, dtype=np.float64)
+    lm = np.asarray(landmarks_px)
+    diff = lm[_GESTURE_A].astype(np.float64) - lm[_GESTURE_B].astype(np.float64)  # [8,3]
     unit_px = float(scale_px_per_mm) * FACEOSC_MM_PER_UNIT
-    return {addr: float(np.linalg.norm(lm[a] - lm[b]) / unit_px) for addr, a, b in GESTURES}
+    # sqrt(d·d) per row is exactly what np.linalg.norm computes for one vector (same bits on the wire)
+    return {addr: float(math.sqrt(d.dot(d)) / unit_px) for (addr, _, _), d in zip(GESTURES, diff)}
 
 
 def orientation(rotation: np.ndarray) -> tuple[float, float, float]:
@@ -78,40 +84,56 @@ def orientation(rotation: np.ndarray) -> tuple[float, float, float]:
     return pitch, yaw, roll
 
 
+_RAW_INDICES: tuple[int, ...] = tuple(IBUG68_FROM_MEDIAPIPE[i] for i in FACEOSC66_FROM_IBUG68)
+_RAW_INDEX_ARRAY = np.array(_RAW_INDICES)
+
+
 def position(landmarks_px: np.ndarray) -> tuple[float, float]:
     """FaceOSC `/pose/position`: image position (px, y down) of the shape's origin, taken as the
     centroid of the 66 FaceOSC points (FaceTracker's mean shape is centred on its points)."""
-    pts = np.asarray(landmarks_px, dtype=np.float64)[list(_RAW_INDICES), :2]
-    c = pts.mean(axis=0)
+    pts = np.asarray(landmarks_px)[_RAW_INDEX_ARRAY, :2].astype(np.float64)
+    c = np.add.reduce(pts, axis=0) / len(pts)  # = pts.mean(axis=0), without its Python overhead
     return float(c[0]), float(c[1])
-
-
-_RAW_INDICES: tuple[int, ...] = tuple(IBUG68_FROM_MEDIAPIPE[i] for i in FACEOSC66_FROM_IBUG68)
 
 
 def raw_points(landmarks_px: np.ndarray) -> np.ndarray:
     """[66,2] float32 image points (px) in FaceTracker's order, for `/raw`."""
-    return np.asarray(landmarks_px, dtype=np.float32)[list(_RAW_INDICES), :2]
+    return np.asarray(landmarks_px)[_RAW_INDEX_ARRAY, :2].astype(np.float32)
 
 
-def faceosc_messages(rec: FrameRecord, raw: bool = False) -> list[bytes]:
-    """FaceOSC's messages for one frame; just `/found 0` without a face (or without pose/landmarks)."""
-    pose: HeadPose | None = rec.pose
-    if not rec.face_found or pose is None or rec.landmarks_px is None:
-        return [message("/found", "i", [0])]
-    lm = np.asarray(rec.landmarks_px)
-    msgs = [message("/found", "i", [1]),
-            message("/pose/position", "ff", floats(position(lm))),
-            message("/pose/scale", "f", floats([pose.scale_px_per_mm * FACEOSC_MM_PER_UNIT])),
-            message("/pose/orientation", "fff", floats(orientation(pose.rotation)))]
-    msgs += [message(addr, "f", floats([v])) for addr, v in gestures(lm, pose.scale_px_per_mm).items()]
+@lru_cache(maxsize=8)
+def faceosc_template(found: bool, raw: bool, mtu: int) -> FrameTemplate:
+    """FaceOSC's bundle for a frame with (or without) a face: one slot "values", the floats in
+    message order: position [2] px, scale [1], orientation [3] rad, the 8 gestures, and with `raw`
+    the 66 points [132] px. Without a face just `/found 0`."""
+    b = TemplateBuilder(mtu)
+    if not found:
+        b.bundles([(message("/found", "i", [0]), ())])
+        return b.build()
+    msgs: list[tuple[bytes, tuple[str, ...]]] = [
+        (message("/found", "i", [1]), ()), (message("/pose/position", "ff", [0.0, 0.0]), ("values",) * 2),
+        (message("/pose/scale", "f", [0.0]), ("values",)), (message("/pose/orientation", "fff", [0.0] * 3), ("values",) * 3)]
+    msgs += [(message(address, "f", [0.0]), ("values",)) for address, _, _ in GESTURES]
     if raw:
-        pts = floats(raw_points(lm))
-        msgs.append(message("/raw", "f" * len(pts), pts))
-    return msgs
+        msgs.append((float_array_message("/raw", np.zeros(2 * len(_RAW_INDICES), np.float32)),
+                     ("values",) * (2 * len(_RAW_INDICES))))
+    b.bundles(msgs)
+    return b.build()
+
+
+def faceosc_values(rec: FrameRecord, raw: bool = False) -> np.ndarray:
+    """The numbers of FaceOSC's messages for a frame with a face, pose and landmarks, in order: [14]
+    float64 (position, scale, orientation, gestures), or [146] with `raw` (+ the 66 points)."""
+    lm = np.asarray(rec.landmarks_px)
+    scale = rec.pose.scale_px_per_mm
+    values = np.array([*position(lm), scale * FACEOSC_MM_PER_UNIT, *orientation(rec.pose.rotation),
+                       *gestures(lm, scale).values()])
+    return np.concatenate([values, raw_points(lm).reshape(-1)]) if raw else values
 
 
 def encode_faceosc(rec: FrameRecord, mtu: int, raw: bool = False) -> list[bytes]:
     """One bundle per frame, as FaceOSC sends it (split in two only if `mtu` is below its size:
-    ~400 B without `/raw`, ~1,080 B with it)."""
-    return pack_bundles(faceosc_messages(rec, raw), mtu)
+    ~400 B without `/raw`, ~1,080 B with it); `/found 0` alone without a face (or pose, landmarks)."""
+    found = bool(rec.face_found and rec.pose is not None and rec.landmarks_px is not None)
+    template = faceosc_template(found, bool(raw), int(mtu))
+    return template.encode(floats={"values": faceosc_values(rec, raw)} if found else None)

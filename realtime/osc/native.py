@@ -1,17 +1,21 @@
 """The native OSC schema: FrameRecord → datagrams of at most `mtu` bytes (schema: docs/osc.md).
 
-Pure functions; the sender calls them on its thread. Numbers are int32 or float32 only.
+Pure functions; the sender calls them on its thread. Numbers are int32 or float32 only. A frame is
+encoded by filling its cached `frame_template` (realtime/osc/template.py): a few numpy assignments,
+byte-identical to python-osc's builders (tests/test_osc.py).
 """
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from realtime.osc.encode import chunked, floats, message, pack_bundles
+from realtime.osc.encode import chunked, float_array_message, message, message_prefix, one_float_messages
 from realtime.osc.names import ARKIT_NAMES
-from realtime.record import FrameRecord
+from realtime.osc.template import FrameTemplate, TemplateBuilder
+from realtime.record import FrameRecord, HeadPose
 
 PREFIX = "/face"
 ADDR_FOUND = "/face/found"
@@ -32,6 +36,9 @@ ADDR_TOPO_UVS = "/face/topology/uvs"
 ADDR_TOPO_REQUEST = "/face/topology/request"
 
 INT32_MASK = 0x7FFFFFFF
+
+_NAMED_BLEND_PREFIXES: tuple[bytes, ...] = tuple(message_prefix(f"{ADDR_BLEND}/{name}", "f") for name in ARKIT_NAMES)
+"""Address and ',f' of each `/face/blend/<name>` message, in ARKIT_NAMES order."""
 
 
 def wrap_int32(value: int) -> int:
@@ -74,45 +81,75 @@ class Topology:
         return crc & INT32_MASK
 
 
-def header_messages(rec: FrameRecord) -> list[bytes]:
-    """The small per-frame messages: found, frame, pose (if any), expression weights (if any)."""
-    found = bool(rec.face_found)
-    msgs = [message(ADDR_FOUND, "i", [int(found)]),
-            message(ADDR_FRAME, "ii", [wrap_int32(rec.frame_id), wrap_int32(rec.timestamp_ms)])]
-    if found and rec.pose is not None:
-        p = rec.pose
-        msgs += [message(ADDR_POSITION, "fff", floats(p.translation_mm)),
-                 message(ADDR_QUATERNION, "ffff", floats(p.quaternion())),
-                 message(ADDR_MATRIX, "f" * 16, floats(p.matrix())),
-                 message(ADDR_EULER, "fff", floats(p.euler_xyz_rad())),
-                 message(ADDR_SCALE, "f", floats([p.scale_px_per_mm])),
-                 message(ADDR_CENTER, "ff", floats(p.center_px))]
-    if found and rec.expressions is not None:
-        w = floats(rec.expressions)
-        if len(w) != len(ARKIT_NAMES):
-            raise ValueError(f"expected {len(ARKIT_NAMES)} expression weights, got {len(w)}")
-        msgs.append(message(ADDR_BLEND, "f" * len(w), w))
-        msgs += [message(f"{ADDR_BLEND}/{name}", "f", [v]) for name, v in zip(ARKIT_NAMES, w)]
-    return msgs
+POSE_MESSAGES: tuple[tuple[str, int], ...] = ((ADDR_POSITION, 3), (ADDR_QUATERNION, 4), (ADDR_MATRIX, 16),
+                                              (ADDR_EULER, 3), (ADDR_SCALE, 1), (ADDR_CENTER, 2))
+"""The pose messages in send order, with their float32 argument counts (29 in all, `pose_values`)."""
+
+
+def pose_values(pose: HeadPose) -> np.ndarray:
+    """[29] float32, the pose messages' arguments in order: position [3] mm, quaternion [4] (x y z w),
+    matrix [16] row-major (translation in mm), euler [3] rad (pitch yaw roll), scale [1] px/mm,
+    center [2] px."""
+    v = np.empty(29, dtype=np.float32)
+    v[0:3] = np.reshape(pose.translation_mm, -1)
+    v[3:7] = pose.quaternion()
+    v[7:23] = pose.matrix().reshape(-1)
+    v[23:26] = pose.euler_xyz_rad()
+    v[26] = pose.scale_px_per_mm
+    v[27:29] = np.reshape(pose.center_px, -1)
+    return v
+
+
+@lru_cache(maxsize=32)
+def frame_template(found: bool, pose: bool, weights: bool, n_landmarks: int, n_vertices: int,
+                   mtu: int) -> FrameTemplate:
+    """The datagrams of every native frame of this shape (docs/osc.md), with slots: "id" (the frame
+    id, in `/face/frame`, every chunk and `/face/end`), "time" (ms), "pose" [29] (`pose_values`),
+    "blend" / "named" [52] (the weights in `/face/blend` and in the `/face/blend/<name>` messages)
+    and the row runs "landmarks" / "vertices" ([N,3] float32 chunk payloads)."""
+    header: list[tuple[bytes, tuple[str, ...]]] = [(message(ADDR_FOUND, "i", [int(found)]), ()),
+                                                   (message(ADDR_FRAME, "ii", [0, 0]), ("id", "time"))]
+    if pose:
+        header += [(message(address, "f" * n, [0.0] * n), ("pose",) * n) for address, n in POSE_MESSAGES]
+    if weights:
+        zeros = np.zeros(len(ARKIT_NAMES), np.float32)
+        header.append((float_array_message(ADDR_BLEND, zeros), ("blend",) * len(zeros)))
+        header += [(m, ("named",)) for m in one_float_messages(_NAMED_BLEND_PREFIXES, zeros)]
+    b = TemplateBuilder(mtu)
+    b.bundles(header)
+    n_lm = b.float_chunks(ADDR_LANDMARKS, n_landmarks, 3, "id", "landmarks")
+    n_vx = b.float_chunks(ADDR_VERTICES, n_vertices, 3, "id", "vertices")
+    b.message(message(ADDR_END, "iii", [0, n_lm, n_vx]), ("id", "", ""))
+    return b.build()
 
 
 def encode_frame(rec: FrameRecord, mtu: int) -> list[bytes]:
     """All datagrams of one frame, each ≤ mtu bytes, in send order.
 
-    1. bundles of the header messages; 2. `/face/landmarks` chunks ([478,3] px); 3. `/face/vertices`
-    chunks ([V,3] mm, head frame); 4. `/face/end iii` (frame id, landmark chunk count, vertex chunk
-    count) so a receiver knows when the frame is over and whether it lost a chunk.
+    1. bundles of the header messages (found, frame, pose and weights when a face is found);
+    2. `/face/landmarks` chunks ([478,3] px); 3. `/face/vertices` chunks ([V,3] mm, head frame);
+    4. `/face/end iii` (frame id, landmark chunk count, vertex chunk count) so a receiver knows when
+    the frame is over and whether it lost a chunk. Built from the frame's `frame_template`.
     """
-    fid = wrap_int32(rec.frame_id)
-    out = pack_bundles(header_messages(rec), mtu)
-    lm_chunks: list[bytes] = []
-    v_chunks: list[bytes] = []
-    if rec.face_found:
-        if rec.landmarks_px is not None:
-            lm_chunks = chunked(ADDR_LANDMARKS, fid, np.asarray(rec.landmarks_px).reshape(-1, 3), "f", mtu)
-        if rec.vertices is not None:
-            v_chunks = chunked(ADDR_VERTICES, fid, np.asarray(rec.vertices).reshape(-1, 3), "f", mtu)
-    return out + lm_chunks + v_chunks + [message(ADDR_END, "iii", [fid, len(lm_chunks), len(v_chunks)])]
+    found = bool(rec.face_found)
+    pose = rec.pose if found else None
+    floats: dict[str, np.ndarray] = {}
+    rows: dict[str, np.ndarray] = {}
+    if pose is not None:
+        floats["pose"] = pose_values(pose)
+    if found and rec.expressions is not None:
+        w = np.asarray(rec.expressions, dtype=np.float32).reshape(-1)
+        if len(w) != len(ARKIT_NAMES):
+            raise ValueError(f"expected {len(ARKIT_NAMES)} expression weights, got {len(w)}")
+        floats["blend"] = floats["named"] = w
+    if found and rec.landmarks_px is not None:
+        rows["landmarks"] = np.asarray(rec.landmarks_px).reshape(-1, 3)
+    if found and rec.vertices is not None:
+        rows["vertices"] = np.asarray(rec.vertices).reshape(-1, 3)
+    template = frame_template(found, pose is not None, "blend" in floats, len(rows.get("landmarks", ())),
+                              len(rows.get("vertices", ())), int(mtu))
+    return template.encode(ints={"id": wrap_int32(rec.frame_id), "time": wrap_int32(rec.timestamp_ms)},
+                           floats=floats, rows=rows)
 
 
 def encode_topology(topology: Topology, mtu: int) -> list[bytes]:

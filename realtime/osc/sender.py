@@ -8,7 +8,6 @@ It also answers `/face/topology/request` datagrams sent back to a native destina
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import socket
 import threading
@@ -25,7 +24,7 @@ from realtime.osc.faceosc import encode_faceosc
 from realtime.osc.native import ADDR_TOPO_REQUEST, Topology, encode_frame, encode_topology
 from realtime.osc.targets import OscTarget
 from realtime.osc.vmc import encode_vmc
-from realtime.record import FrameRecord
+from realtime.record import FrameRecord, HeadPose
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +70,22 @@ def _resolve(target: OscTarget) -> tuple[int, tuple]:
     return family, sockaddr
 
 
-def _snapshot(rec: FrameRecord) -> FrameRecord:
-    """A copy holding only what the encoders read (no image), with arrays copied."""
-    def cp(a):
-        return None if a is None else np.array(a, copy=True)
+def _copy(a: np.ndarray | None) -> np.ndarray | None:
+    """An independent copy of an array (or None)."""
+    return None if a is None else np.array(a, copy=True)
 
+
+def _snapshot(rec: FrameRecord) -> FrameRecord:
+    """A copy holding only what the encoders read (no image, no normalised landmarks, no timings),
+    with its arrays copied (the caller may reuse its buffers): landmarks_px [478,3], vertices [V,3],
+    expressions [52] and the pose's arrays. About 10 µs for a 3,260-vertex frame."""
     pose = rec.pose
     if pose is not None:
-        pose = dataclasses.replace(pose, rotation=cp(pose.rotation), translation_mm=cp(pose.translation_mm),
-                                   center_px=cp(pose.center_px))
-    return dataclasses.replace(rec, image=None, landmarks_norm=None, timings_ms={}, pose=pose,
-                               landmarks_px=cp(rec.landmarks_px), vertices=cp(rec.vertices),
-                               expressions=cp(rec.expressions))
+        pose = HeadPose(rotation=_copy(pose.rotation), translation_mm=_copy(pose.translation_mm),
+                        scale_px_per_mm=pose.scale_px_per_mm, center_px=_copy(pose.center_px))
+    return FrameRecord(frame_id=rec.frame_id, t_capture=rec.t_capture, timestamp_ms=rec.timestamp_ms,
+                       face_found=rec.face_found, landmarks_px=_copy(rec.landmarks_px), pose=pose,
+                       vertices=_copy(rec.vertices), expressions=_copy(rec.expressions), t_sent=rec.t_sent)
 
 
 class OscSender:
@@ -247,18 +250,19 @@ class OscSender:
         raise ValueError(f"unknown OSC format {fmt!r}")
 
     def _send_all(self, d: _Destination, datagrams: list[bytes]) -> None:
-        for k, dgram in enumerate(datagrams):
-            try:
-                d.sock.sendto(dgram, d.sockaddr)
-            except BlockingIOError:  # socket buffer full: the receiver side or network is slow
-                self.stats.failed += len(datagrams) - k
-                return
-            except OSError as exc:  # unreachable host/network, refused...: warn once, keep going
-                if not d.warned:
-                    log.warning("OSC destination %s: %s; still sending, this warning is shown once",
-                                d.target, exc.strerror or exc)
-                    d.warned = True
-                self.stats.failed += len(datagrams) - k
-                return
-            self.stats.datagrams += 1
-            self.stats.bytes += len(dgram)
+        sock, addr = d.sock, d.sockaddr
+        sent = n_bytes = 0
+        try:
+            for dgram in datagrams:
+                n_bytes += sock.sendto(dgram, addr)
+                sent += 1
+        except BlockingIOError:  # socket buffer full: the receiver side or network is slow
+            self.stats.failed += len(datagrams) - sent
+        except OSError as exc:  # unreachable host/network, refused...: warn once, keep going
+            if not d.warned:
+                log.warning("OSC destination %s: %s; still sending, this warning is shown once",
+                            d.target, exc.strerror or exc)
+                d.warned = True
+            self.stats.failed += len(datagrams) - sent
+        self.stats.datagrams += sent
+        self.stats.bytes += n_bytes
