@@ -54,6 +54,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--landmarks", action="store_true", help="draw the tracked landmarks")
     out.add_argument("--view-size", default=None, metavar="WxH", help="render size (default: 2×source width in side layout)")
     out.add_argument("--frames", type=int, default=None, metavar="N", help="stop after N frames")
+    out.add_argument("--no-overlap", action="store_true",
+                     help="run every stage one frame at a time in one thread (default: track the next "
+                          "frame in a worker thread while this one is decoded and drawn)")
     out.add_argument("--stats", type=Path, metavar="PATH", help="write per-stage timing JSON at exit")
     out.add_argument("--screenshot-dir", type=Path, default=Path("out"), help="where key s saves PNGs")
     out.add_argument("--osc", action="append", default=[], metavar="[FORMAT@]HOST:PORT",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,8 @@ WARMUP_S = 0.2
 BATCH1_MIN_RUNS = 200
 BATCH_MIN_RUNS = 3
 REFERENCE = "pyg_reference"
+UNLOWERED = "ort-unlowered"  # ONNX Runtime on the training graph exported as it is: what the lowering buys
+EXTRA = (REFERENCE, UNLOWERED)
 
 
 def _landmarks(batch: int, seed: int = 0) -> np.ndarray:
@@ -40,7 +43,8 @@ def _landmarks(batch: int, seed: int = 0) -> np.ndarray:
 
 
 def estimate_bytes_per_sample(model, message_passing: bool = False) -> int:
-    """Rough peak working memory per mesh (bytes) of one forward pass of `model` (a FaceModel).
+    """Rough peak working memory per mesh (bytes) of one forward pass of `model` (a FaceModel) as the
+    training graph runs it (the references; the back-ends' lowering has `LeanFaceModel.bytes_per_sample`).
 
     Largest layer's live tensors: a ChebConv keeps K Chebyshev terms plus two temporaries of
     V × max(C_in, C_out) floats; PyG message passing adds a [E, C] message tensor and the int64
@@ -218,11 +222,11 @@ def run_decoder_bench(spec: str = "all", batches: list[int] | tuple[int, ...] = 
     from engine.pyg_reference import PygReferenceBackend
 
     model_path = Path(model_path or CHECKPOINT_PATH)
-    names = [*REGISTRY, REFERENCE] if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
-    bad = [n for n in names if n not in REGISTRY and n != REFERENCE]
+    names = [*REGISTRY, *EXTRA] if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    bad = [n for n in names if n not in REGISTRY and n not in EXTRA]
     if bad:
         raise UserError(f"unknown back-end {', '.join(bad)} for --decoder-backends; choose from "
-                        f"{', '.join([*REGISTRY, REFERENCE])} or all")
+                        f"{', '.join([*REGISTRY, *EXTRA])} or all")
     if any(b < 1 for b in batches):
         raise UserError("--batches must be positive integers, e.g. 1,64,1024,4096")
     if threads is None:
@@ -233,23 +237,41 @@ def run_decoder_bench(spec: str = "all", batches: list[int] | tuple[int, ...] = 
     import torch
 
     torch.set_num_threads(threads)
+    from engine.lowering import lower
+
     model = load_face_model(model_path)
-    per_sample = estimate_bytes_per_sample(model)
+    per_sample = lower(model).bytes_per_sample()  # the back-ends run the lowering
     result: dict = {}
-    for name in names:
-        try:
-            if name == REFERENCE:
-                backend = PygReferenceBackend(model, load_hierarchy())
-            else:
-                backend = create_backend(name, model_path, threads=threads, max_batch=max(batches))
-        except BackendUnavailable as exc:
-            result[name] = {"unavailable": str(exc)}
-            continue
-        try:
-            bps = estimate_bytes_per_sample(model, message_passing=(name == REFERENCE)) if name == REFERENCE \
-                else per_sample
-            result[name] = bench_backend(backend, tuple(batches), min_time_s, None, bps)
-        finally:
-            backend.close()
+    with tempfile.TemporaryDirectory(prefix="facemesh-bench-") as tmp:
+        for name in names:
+            try:
+                if name == REFERENCE:
+                    backend = PygReferenceBackend(model, load_hierarchy())
+                elif name == UNLOWERED:
+                    backend = unlowered_backend(model, threads, Path(tmp))
+                else:
+                    backend = create_backend(name, model_path, threads=threads, max_batch=max(batches))
+            except BackendUnavailable as exc:
+                result[name] = {"unavailable": str(exc)}
+                continue
+            try:
+                bps = per_sample if name not in EXTRA else \
+                    estimate_bytes_per_sample(model, message_passing=(name == REFERENCE))
+                result[name] = bench_backend(backend, tuple(batches), min_time_s, None, bps)
+            finally:
+                backend.close()
     print(format_table(result))
     return result
+
+
+def unlowered_backend(model, threads: int, folder: Path) -> Backend:
+    """ONNX Runtime on the training graph exported without the lowering (engine/lowering.py), into
+    `folder`: the same function, ~1,000 nodes instead of ~50; a benchmark row, never an app back-end."""
+    from engine.backends.base import BackendConfig
+    from engine.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from engine.export import export_onnx
+
+    report = export_onnx(model, folder / "unlowered.onnx", lowered=False, parity_batches=(1,))
+    backend = OnnxRuntimeBackend(BackendConfig(threads=threads), onnx_file=report.path)
+    backend.name = UNLOWERED
+    return backend

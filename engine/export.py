@@ -2,7 +2,9 @@
 
     landmarks [B,468,3] f32 (normalised mm)  →  vertices [B,V,3] f32 (mm), expressions [B,52] f32
 
-The TorchScript exporter (`dynamo=False`) writes weights inline (no `.onnx.data` beside it) and keeps
+What is exported is the model's inference lowering (`engine.lowering.LeanFaceModel`: the same
+function regrouped into ~50 nodes of Gemm, MatMul and Gather), not the training graph (~1,000
+nodes); parity is always checked against the training model itself. The TorchScript exporter (`dynamo=False`) writes weights inline (no `.onnx.data` beside it) and keeps
 axis 0 symbolic. Every file is checked with `onnx.checker` and run in ONNX Runtime against torch on
 random inputs at batch 1 and batch 5 (so the dynamic axis is exercised); the largest absolute
 differences are returned. The source checkpoint's sha256 is stored in the file's metadata
@@ -28,6 +30,7 @@ INPUT_NAME = "landmarks"
 OUTPUT_NAMES = ("vertices", "expressions")
 NUM_LANDMARKS = 468
 SOURCE_KEY = "source_sha256"
+LOWERING_KEY = "facemesh_lowering"  # the lowering version the file was made with (engine.lowering)
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 ONNX_PATH = MODELS_DIR / "decoder.onnx"
 
@@ -51,14 +54,19 @@ def random_landmarks(batch: int, seed: int = 0, scale_mm: float = 40.0) -> np.nd
 
 
 def export_onnx(model: torch.nn.Module, path: Path = ONNX_PATH, opset: int = 17,
-                source_sha256: str | None = None, parity_batches: tuple[int, ...] = (1, 5)) -> ExportReport:
+                source_sha256: str | None = None, parity_batches: tuple[int, ...] = (1, 5),
+                lowered: bool = True) -> ExportReport:
     """Export `model` (a FaceModel: landmarks [B,468,3] → (vertices [B,V,3], expressions [B,52])) to `path`.
 
-    Checks the file with `onnx.checker`, then compares ONNX Runtime (CPU) with torch on random inputs of
-    each size in `parity_batches`. The file is written atomically (temporary name, then rename).
-    Raises UserError if the destination cannot be written.
+    The graph is `engine.lowering.lower(model)` (lowered=False: the training graph as it is, for
+    benchmarks that show what the lowering buys; never used by a back-end). Checks the file with `onnx.checker`, then compares
+    ONNX Runtime (CPU) with the torch model on random inputs of each size in `parity_batches`. The file
+    is written atomically (temporary name, then rename). Raises UserError if the destination cannot be
+    written.
     """
     import onnx
+
+    from engine.lowering import lower
 
     path = Path(path)
     try:
@@ -66,18 +74,19 @@ def export_onnx(model: torch.nn.Module, path: Path = ONNX_PATH, opset: int = 17,
     except OSError as exc:
         raise UserError(f"cannot create {path.parent} ({exc.strerror}); pass a writable --out") from None
     model = model.eval().cpu()
+    lean = lower(model) if lowered else model
     example = torch.from_numpy(random_landmarks(2))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is chosen on purpose
-            torch.onnx.export(model, (example,), str(tmp), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            torch.onnx.export(lean, (example,), str(tmp), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"},
                                             OUTPUT_NAMES[1]: {0: "batch"}},
                               opset_version=opset, dynamo=False, do_constant_folding=True)
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto, full_check=True)
-        _stamp(proto, source_sha256)
+        _stamp(proto, source_sha256 if lowered else None, lowered)
         onnx.save(proto, str(tmp))
         os.replace(tmp, path)
     except OSError as exc:
@@ -101,12 +110,17 @@ def write_sidecar(report: ExportReport, source_sha256: str | None) -> Path:
     return side
 
 
-def _stamp(proto, source_sha256: str | None) -> None:
-    """Record the source checkpoint's hash in the model's metadata_props."""
+def _stamp(proto, source_sha256: str | None, lowered: bool = True) -> None:
+    """Record the source checkpoint's hash and the lowering version in the model's metadata_props."""
+    from engine.lowering import LOWERING_VERSION
+
     del proto.metadata_props[:]
+    entries = {LOWERING_KEY: str(LOWERING_VERSION) if lowered else "none"}
     if source_sha256:
+        entries[SOURCE_KEY] = source_sha256
+    for key, value in entries.items():
         entry = proto.metadata_props.add()
-        entry.key, entry.value = SOURCE_KEY, source_sha256
+        entry.key, entry.value = key, value
     proto.producer_name = "facemesh-live"
 
 
@@ -130,8 +144,8 @@ def onnx_parity(model: torch.nn.Module, path: Path, batches: tuple[int, ...] = (
     return err_v, err_e
 
 
-def onnx_source_hash(path: Path) -> str | None:
-    """The `source_sha256` stored by `export_onnx`, or None (no such key, or not an ONNX file)."""
+def onnx_metadata(path: Path) -> dict[str, str] | None:
+    """The metadata_props stored by `export_onnx` as a dict, or None (not a readable ONNX file)."""
     import onnx
 
     try:
@@ -142,12 +156,23 @@ def onnx_source_hash(path: Path) -> str | None:
         if type(exc).__name__ == "DecodeError":
             return None
         raise
-    return next((p.value for p in proto.metadata_props if p.key == SOURCE_KEY), None)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def onnx_source_hash(path: Path) -> str | None:
+    """The `source_sha256` stored by `export_onnx`, or None (no such key, or not an ONNX file)."""
+    meta = onnx_metadata(path)
+    return None if meta is None else meta.get(SOURCE_KEY)
 
 
 def onnx_is_current(path: Path, source_sha256: str) -> bool:
-    """True if `path` exists and was exported from the checkpoint whose sha256 is `source_sha256`."""
-    return Path(path).exists() and onnx_source_hash(path) == source_sha256
+    """True if `path` was exported from the checkpoint whose sha256 is `source_sha256` by this
+    build's lowering (an export from an older lowering is stale: same function, slower graph)."""
+    from engine.lowering import LOWERING_VERSION
+
+    meta = onnx_metadata(path) if Path(path).exists() else None
+    return meta is not None and meta.get(SOURCE_KEY) == source_sha256 \
+        and meta.get(LOWERING_KEY) == str(LOWERING_VERSION)
 
 
 def model_digest(model: torch.nn.Module) -> str:

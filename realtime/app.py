@@ -191,7 +191,8 @@ def run_app(args: argparse.Namespace) -> int:
                 recorder = stack.enter_context(Recorder(args.record, size, fps=source.fps or 30.0))
             stages.append(RenderStage(renderer, options, hud, window, recorder))
         controller = Controller(args, hud, calibrator, window, renderer, stages)
-        pipeline = Pipeline(_Prepend(first, source, controller), stages, should_stop=controller.should_stop)
+        pipeline = Pipeline(_Prepend(first, source), stages, should_stop=controller.should_stop,
+                            front_stages=0 if getattr(args, "no_overlap", False) else 1)
         try:
             stats = pipeline.run(max_frames=args.frames)
         except KeyboardInterrupt:
@@ -210,16 +211,15 @@ def _report(stats: RunStats, path: Path | None) -> None:
 
 
 class _Prepend:
-    """A source that first returns an already-read frame, then reads on (and waits while paused)."""
+    """A source that first returns an already-read frame, then reads on."""
 
-    def __init__(self, first, source, controller: "Controller") -> None:
-        self.first, self.source, self.controller = first, source, controller
+    def __init__(self, first, source) -> None:
+        self.first, self.source = first, source
 
     def read(self):
         if self.first is not None:
             f, self.first = self.first, None
             return f
-        self.controller.wait_while_paused()
         return self.source.read()
 
 
@@ -233,7 +233,9 @@ class Controller:
         self.quit = False
 
     def should_stop(self) -> bool:
+        """Called by the pipeline on the main thread before each frame: keys, then waits while paused."""
         self._poll()
+        self.wait_while_paused()
         return self.quit
 
     def wait_while_paused(self) -> None:

@@ -4,6 +4,9 @@ Modes (same frames, same process, one after another):
 - `track`: capture + MediaPipe tracking only;
 - `headless`: track + decode + smooth + OSC (native, to a real UDP sink on 127.0.0.1), no render;
 - `full`: headless + offscreen ModernGL render (EGL) with the frame read back.
+headless and full run as the app does, overlapped (capture + track of the next frame in a worker
+thread while this one is decoded, sent and drawn; realtime/pipeline.py); `headless-serial` and
+`full-serial` run the same stages one frame at a time in one thread, for comparison.
 Sources: the demo clip at its own size (176×144) and upscaled to 640×480 and 1280×720, looped to at
 least `min_frames` frames, as fast as possible. The first `warmup` frames of each run are dropped;
 each run lasts at least `min_time_s` seconds. Figures are medians (p50) with p95 as the spread.
@@ -25,7 +28,7 @@ from realtime.osc.measure import UdpSink
 from realtime.pipeline import Pipeline, RunStats
 
 log = logging.getLogger("facemesh.bench")
-MODES = ("track", "headless", "full")
+MODES = ("track", "headless", "full", "headless-serial", "full-serial")
 SIZES: dict[str, tuple[int, int] | None] = {"native": None, "640x480": (640, 480), "1280x720": (1280, 720)}
 
 
@@ -78,6 +81,8 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
         source = stack.enter_context(open_source(demo=True, realtime=False, resize=size, loop=True))
         first = source.read()
         h, w = first.image.shape[:2]
+        serial = mode.endswith("-serial")
+        mode = mode.removesuffix("-serial")
         args = _run_args(mode, backend)
         if mode != "track":
             args.osc = [f"native@127.0.0.1:{sink.port}"]
@@ -92,7 +97,7 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
             stack.callback(renderer.release)
             stage = RenderStage(renderer, RenderOptions(layout="side"), HudState(backend=name))
             stages.append(_ReadBack(stage))
-        pipe = Pipeline(source, stages)
+        pipe = Pipeline(source, stages, front_stages=0 if serial or mode == "track" else 1)
         pipe.run(max_frames=warmup)  # warm-up: caches, JIT, first-frame detection
         t_end = time.perf_counter() + min_time_s
         total = RunStats()
@@ -106,6 +111,7 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
             total.latency_ms.extend(part.latency_ms)
         summary = total.summary()
         summary["size"] = f"{w}x{h}"
+        summary["overlap"] = not serial and mode != "track"
         if mode != "track":
             summary["osc_datagrams"] = sink.datagrams
         return summary, name

@@ -12,7 +12,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", action="store_true", help="with --decoder: also run the pipeline modes")
     p.add_argument("--backend", default="auto", help="decoder back-end for the pipeline modes")
     p.add_argument("--sizes", default="native,640x480,1280x720", help="comma list: native, 640x480, 1280x720")
-    p.add_argument("--modes", default="track,headless,full", help="comma list of track, headless, full")
+    p.add_argument("--modes", default="track,headless,full",
+                   help="comma list of track, headless, full (overlapped, as the app runs), headless-serial, "
+                        "full-serial (one frame at a time, for comparison)")
     p.add_argument("--min-frames", type=int, default=600, help="frames per measured run (at least)")
     p.add_argument("--min-time", type=float, default=5.0, help="seconds per measured run (at least)")
     p.add_argument("--warmup", type=int, default=30, help="frames dropped before measuring")

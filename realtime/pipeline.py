@@ -4,10 +4,21 @@ A stage is any object with a `name` and `__call__(record) -> None`; it reads ear
 record and writes its own. The loop owns time: it stamps `timings_ms[stage]` with
 `time.perf_counter`, keeps per-stage samples and the capture→OSC-send latency, and stops on end of
 stream, after `max_frames`, or when `should_stop()` says so.
+
+Overlap (`front_stages=n`): capture and the first n stages (the tracker) run in a worker thread one
+frame ahead of the rest (decode → smooth → osc → render in the caller's thread), handing records
+over through a bounded queue (`depth` frames in flight, the worker waits when it is full, so nothing
+is dropped and order is kept). MediaPipe and ONNX Runtime release the GIL while they compute, so on
+two cores frame n+1 is tracked while frame n is decoded and drawn: throughput is set by the slower
+half instead of the sum. Latency (capture → OSC send) still includes every stage, plus any wait
+in the queue. `should_stop()` and everything after the front stages run in the caller's thread
+(window polling must stay on the main thread).
 """
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -70,7 +81,11 @@ class RunStats:
 
 
 class Pipeline:
-    """Runs `source` → `stages` until the stream ends, `max_frames` is reached or `should_stop()`."""
+    """Runs `source` → `stages` until the stream ends, `max_frames` is reached or `should_stop()`.
+
+    front_stages: how many leading stages run ahead with capture in a worker thread (0 = everything
+    in the caller's thread, one frame at a time); depth: records in flight between the two threads.
+    """
 
     def __init__(
         self,
@@ -79,15 +94,22 @@ class Pipeline:
         latency_stage: str | None = "osc",
         should_stop: Callable[[], bool] | None = None,
         on_frame: Callable[[FrameRecord], None] | None = None,
+        front_stages: int = 0,
+        depth: int = 1,
     ) -> None:
+        if not 0 <= front_stages <= len(stages):
+            raise ValueError(f"front_stages must be between 0 and {len(stages)}, not {front_stages}")
+        if depth < 1:
+            raise ValueError("depth must be at least 1")
         self.source = source
         self.stages = list(stages)
         self.latency_stage = latency_stage
         self.should_stop = should_stop or (lambda: False)
         self.on_frame = on_frame
+        self.front_stages, self.depth = int(front_stages), int(depth)
 
-    def step(self) -> FrameRecord | None:
-        """Read one frame and run every stage on it; None at end of stream."""
+    def _capture(self) -> FrameRecord | None:
+        """Read one frame into a new record; None at end of stream."""
         t0 = time.perf_counter()
         frame = self.source.read()
         if frame is None:
@@ -95,22 +117,39 @@ class Pipeline:
         record = FrameRecord(frame_id=frame.index, t_capture=frame.t_capture,
                              timestamp_ms=frame.timestamp_ms, image=frame.image)
         record.timings_ms["capture"] = (time.perf_counter() - t0) * 1e3
-        for stage in self.stages:
+        return record
+
+    def _run_stages(self, record: FrameRecord, stages: Sequence[Stage]) -> None:
+        for stage in stages:
             ts = time.perf_counter()
             stage(record)
             record.timings_ms[stage.name] = (time.perf_counter() - ts) * 1e3
             if stage.name == self.latency_stage:
                 record.t_sent = time.perf_counter()
+
+    def step(self) -> FrameRecord | None:
+        """Read one frame and run every stage on it, in this thread; None at end of stream."""
+        record = self._capture()
+        if record is not None:
+            self._run_stages(record, self.stages)
         return record
 
     def run(self, max_frames: int | None = None) -> RunStats:
         """Loop until done; returns the run's statistics. KeyboardInterrupt propagates after the
-        partial statistics are kept in `self.stats` (callers close their resources in `finally`)."""
+        partial statistics are kept in `self.stats` (callers close their resources in `finally`);
+        an exception in the front thread is re-raised here."""
         self.stats = stats = RunStats()
         t_start = time.perf_counter()
+        front = _Front(self, max_frames) if self.front_stages else None
+        back = self.stages[self.front_stages:]
         try:
             while (max_frames is None or stats.frames < max_frames) and not self.should_stop():
-                record = self.step()
+                if front is None:
+                    record = self.step()
+                else:
+                    record = front.next()
+                    if record is not None:
+                        self._run_stages(record, back)
                 if record is None:
                     break
                 t_sent = record.t_sent
@@ -118,5 +157,72 @@ class Pipeline:
                 if self.on_frame is not None:
                     self.on_frame(record)
         finally:
+            if front is not None:
+                front.stop()
             stats.wall_s = time.perf_counter() - t_start
         return stats
+
+
+_END = object()
+
+
+class _Front:
+    """The worker thread of an overlapped run: capture + the front stages, into a bounded queue."""
+
+    def __init__(self, pipe: Pipeline, max_frames: int | None) -> None:
+        self.pipe, self.limit = pipe, max_frames
+        self.queue: queue.Queue = queue.Queue(maxsize=pipe.depth)
+        self.halt = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="pipeline-front", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        made = 0
+        try:
+            while not self.halt.is_set() and (self.limit is None or made < self.limit):
+                record = self.pipe._capture()
+                if record is None:
+                    break
+                self.pipe._run_stages(record, self.pipe.stages[:self.pipe.front_stages])
+                made += 1
+                if not self._put(record):
+                    return
+        except BaseException as exc:  # handed to the caller's thread, re-raised there
+            self.error = exc
+        self._put(_END)
+
+    def _put(self, item) -> bool:
+        while not self.halt.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self) -> FrameRecord | None:
+        """The next record from the front thread, or None at the end (its error re-raised)."""
+        while True:
+            try:
+                item = self.queue.get(timeout=0.05)
+                break
+            except queue.Empty:
+                if not self.thread.is_alive() and self.queue.empty():
+                    item = _END
+                    break
+        if item is _END:
+            if self.error is not None:
+                raise self.error
+            return None
+        return item
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Ask the worker to finish, drain the queue so it is not blocked, and join it."""
+        self.halt.set()
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                break
+        self.thread.join(timeout_s)

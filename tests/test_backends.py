@@ -65,9 +65,10 @@ def test_onnxruntime_matches_torch(ort_backend, torch_backend, model, batch):
     tv, te = torch_backend.infer(x)
     assert ov.dtype == np.float32 and ov.shape == (batch, model.num_vertices, 3) and oe.shape == (batch, 52)
     np.testing.assert_allclose(ov, tv, atol=1e-3)
-    np.testing.assert_allclose(oe, te, atol=1e-5)
-    rv, _ = _reference(model, x)
-    np.testing.assert_allclose(tv, rv, atol=1e-5)
+    np.testing.assert_allclose(oe, te, atol=5e-5)
+    rv, re = _reference(model, x)  # the back-ends run the lowering: the same function, regrouped sums
+    np.testing.assert_allclose(tv, rv, atol=2e-4)  # mm, float32 rounding on outputs of ~100 mm
+    np.testing.assert_allclose(te, re, atol=5e-5)
 
 
 def test_backends_follow_the_protocol(ort_backend, torch_backend):
@@ -238,7 +239,7 @@ def test_torch_cuda_matches_cpu_with_graphs(model):
         v1, e1 = b.infer(x)  # captures the batch-1 graph
         v2, _ = b.infer(x)  # replays it
         np.testing.assert_allclose(v1, rv, atol=1e-3)
-        np.testing.assert_allclose(e1, re, atol=1e-5)
+        np.testing.assert_allclose(e1, re, atol=5e-5)
         np.testing.assert_array_equal(v1, v2)
         vb, _ = b.infer(xb)
         np.testing.assert_allclose(vb, _reference(model, xb)[0], atol=1e-3)

@@ -137,3 +137,51 @@ def test_parse_size():
     assert parse_size(None) is None
     with pytest.raises(UserError):
         parse_size("big")
+
+
+class _Boom:
+    name = "track"
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def __call__(self, record: FrameRecord) -> None:
+        if record.frame_id == self.at:
+            raise RuntimeError("tracker failed")
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_overlapped_pipeline_keeps_order_and_counts(depth):
+    import threading
+
+    seen_threads: dict[str, set] = {"track": set(), "osc": set()}
+
+    class _Where(_Mark):
+        def __call__(self, record: FrameRecord) -> None:
+            seen_threads[self.name].add(threading.current_thread().name)
+            super().__call__(record)
+
+    a, b = _Where("track"), _Where("osc")
+    before = threading.active_count()
+    stats = Pipeline(_ListSource(10), [a, b], front_stages=1, depth=depth).run(max_frames=7)
+    assert b.seen == list(range(7)) and a.seen[:7] == list(range(7)) and len(a.seen) <= 7
+    assert seen_threads["track"] == {"pipeline-front"} and seen_threads["osc"] == {threading.current_thread().name}
+    s = stats.summary()
+    assert s["frames"] == 7 and set(s["stages_ms"]) == {"capture", "track", "osc"} and "latency_ms" in s
+    assert threading.active_count() == before  # the worker was joined
+    assert Pipeline(_ListSource(3), [_Mark("track"), _Mark("osc")], front_stages=1).run().frames == 3  # end of stream
+
+
+def test_overlapped_pipeline_reraises_front_errors_and_stops():
+    with pytest.raises(RuntimeError, match="tracker failed"):
+        Pipeline(_ListSource(10), [_Boom(4), _Mark("osc")], front_stages=1).run()
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+
+    stats = Pipeline(_ListSource(100), [_Mark("track"), _Mark("osc")], should_stop=stop, front_stages=1).run()
+    assert stats.frames == 3
+    with pytest.raises(ValueError):
+        Pipeline(_ListSource(1), [_Mark("track")], front_stages=2)

@@ -52,12 +52,14 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, cfg: BackendConfig = BackendConfig()) -> None:
+    def __init__(self, cfg: BackendConfig = BackendConfig(), onnx_file: Path | None = None) -> None:
+        """cfg: as every back-end; onnx_file: run this file as it is (benchmarks), skipping the export
+        and staleness check of `resolve_onnx`."""
         try:
             import onnxruntime as ort
         except ImportError:
             raise BackendUnavailable(f"onnxruntime: the onnxruntime package is not installed ({INSTALL})") from None
-        self.onnx_path = resolve_onnx(cfg)
+        self.onnx_path = Path(onnx_file) if onnx_file is not None else resolve_onnx(cfg)
         self.threads = int(cfg.threads or default_threads())
         self.session = ort.InferenceSession(str(self.onnx_path), sess_options=session_options(self.threads),
                                             providers=["CPUExecutionProvider"])

@@ -1,5 +1,8 @@
 """PyTorch back-ends: `torch-cpu` (eager, inference mode) and `torch-cuda` (CUDA graphs per batch size).
 
+Both run the model's inference lowering (`engine.lowering.LeanFaceModel`: the same function as the
+checkpoint's FaceModel in ~40 kernels instead of ~500).
+
 torch-cuda keeps, for each batch size it has seen (up to `MAX_GRAPHS` of them), a captured CUDA graph
 with static device input/outputs and a pinned host copy of the outputs, so a repeated batch size — the
 app's batch 1 above all — costs one host→device copy, one graph replay and one device→host copy, with
@@ -7,7 +10,6 @@ no allocation on the device.
 """
 from __future__ import annotations
 
-import copy
 import os
 
 import numpy as np
@@ -20,12 +22,14 @@ MAX_GRAPHS = 8  # distinct batch sizes kept as captured graphs (each holds its o
 
 
 def load_model(cfg: BackendConfig) -> torch.nn.Module:
-    """The FaceModel to run, in eval mode: `cfg.model` if given, else the checked checkpoint."""
+    """The model to run, in eval mode: the lowering of `cfg.model` if given, else of the checked checkpoint."""
+    from engine.lowering import lower
+
     if cfg.model is not None:
-        return cfg.model.eval()
+        return lower(cfg.model)
     from engine.checkpoint import load_face_model
 
-    return load_face_model(cfg.model_path)
+    return lower(load_face_model(cfg.model_path))
 
 
 class TorchCPUBackend:
@@ -71,7 +75,6 @@ class _Graph:
                  use_graph: bool) -> None:
         self.model = model
         self.x = torch.zeros(batch, NUM_LANDMARKS, 3, device="cuda")
-        self.x += model.encoder.lm_mean  # a plausible input for the warm-up passes
         self.host_x = torch.empty(batch, NUM_LANDMARKS, 3, pin_memory=True)
         self.host_v = torch.empty(batch, num_vertices, 3, pin_memory=True)
         self.host_e = torch.empty(batch, NUM_EXPRESSIONS, pin_memory=True)
@@ -103,8 +106,7 @@ class TorchCUDABackend:
         reason = cuda_unavailable_reason()
         if reason:
             raise BackendUnavailable(f"torch-cuda: {reason}")
-        # a copy, so an in-memory model handed in (cfg.model) stays on the CPU for its owner
-        self.model = copy.deepcopy(load_model(cfg)).cuda()
+        self.model = load_model(cfg).cuda()  # the lowering is a new module: cfg.model stays on the CPU
         self.num_vertices = int(self.model.num_vertices)
         self.use_graphs = bool(cfg.cuda_graphs)
         self.stream = torch.cuda.Stream()
