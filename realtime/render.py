@@ -3,22 +3,30 @@
 One `Renderer` owns its GL objects and an offscreen framebuffer of the view size; `render(frame,
 options)` draws one `FrameRecord` into it, `read_rgb()` reads it back for OpenCV and `blit_to()`
 copies it to a window. Shaders live in the repository's `shaders/*.glsl` and are compiled once per
-renderer; per frame only buffers, the camera texture and uniforms are written.
+renderer; per frame only buffers, the camera texture and uniforms are written, from preallocated
+arrays.
 
 Frames (docs/architecture.md): head vertices are millimetres in the head frame; `HeadPose` maps head
 directions to the camera frame (x right, y up, z to the viewer) and places the head origin at
 `center_px` with `scale_px_per_mm`. Overlay mode draws the head with exactly that scaled orthographic
 camera, so it covers the tracked face; the GPU applies it as one matrix.
 
-The head is drawn with back faces culled (half the raster work on Mesa llvmpipe); its openings (eyes,
-mouth, neck) are closed by dark caps fanned around each hole so nothing shows through.
+The framebuffer is stored **top row first** (OpenCV's order): every draw into it negates clip-space y
+(`flip_clip_y`), so GL window y is the picture row. The camera image is written without a flip, the
+read-back needs no flip (one channel shuffle to BGR), and `blit_to` turns the view upright for a window.
 
-The pure helpers (`vertex_normals`, `winding_is_consistent`, `signed_volume`, `boundary_loops`,
-`hole_caps`, `unique_edges`, `fit_rect`, `overlay_transform`, `side_transform`, `image_to_ndc`,
-`draw_hud`) have no GL and are tested on their own.
+The head is drawn with back faces culled (half the raster work on Mesa llvmpipe) and lit per vertex
+(shaders/head.vert.glsl: its triangles are a few pixels across); its openings (eyes, mouth, neck) are
+closed by dark caps fanned around each hole so nothing shows through. The HUD is drawn from a glyph
+atlas (`hud_font`, `layout_hud`): per frame only a few glyph rectangles are written.
+
+The pure helpers have no GL and are tested on their own: here `fit_rect`, `overlay_transform`,
+`side_transform`, `flip_clip_y`, `image_to_ndc`; mesh helpers (normals, caps, winding) in
+`realtime/mesh_geometry.py`; the HUD's glyph atlas and layout in `realtime/hud_font.py`.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +34,10 @@ from pathlib import Path
 import cv2
 import moderngl
 import numpy as np
-import scipy.sparse
 
 from engine.errors import UserError
+from realtime.hud_font import HudFont, hud_box_size, hud_font, layout_hud, rect_triangles
+from realtime.mesh_geometry import VertexNormals, hole_caps, signed_volume, unique_edges, winding_is_consistent
 from realtime.record import FrameRecord, HeadPose
 
 SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
@@ -44,6 +53,11 @@ IRIS_RGB = (1.0, 0.3, 0.3)
 OVERLAY_DEPTH_MM = 600.0  # head-frame depth range mapped to NDC z in overlay mode (head is ~300 mm)
 WIRE_DEPTH_BIAS = 2e-3  # NDC units; lifts the wire lines above the depth pre-pass
 SIDE_FILL = 0.9  # fraction of the side panel's smaller side covered by the head's diameter
+
+GL_READ_FRAMEBUFFER, GL_COLOR_BUFFER_BIT, GL_NEAREST, GL_LINEAR = 0x8CA8, 0x4000, 0x2600, 0x2601  # for _gl_call
+
+HUD_BOX_ALPHA = 150  # of 255: the translucent black box behind the white HUD text
+HUD_RECT_BYTES = 6 * 4 * 4  # one HUD rectangle: 6 vertices of 4 int32
 
 
 @dataclass
@@ -74,108 +88,6 @@ class RenderOptions:
 # ---------------------------------------------------------------------------------------------
 # Pure compute (no GL)
 # ---------------------------------------------------------------------------------------------
-
-def vertex_incidence(triangles: np.ndarray, num_vertices: int) -> scipy.sparse.csr_matrix:
-    """[V,F] sparse matrix with a 1 where vertex v is a corner of triangle f (for normal sums)."""
-    tri = np.asarray(triangles, dtype=np.int64)
-    f = tri.shape[0]
-    rows = tri.reshape(-1)
-    cols = np.repeat(np.arange(f), 3)
-    data = np.ones(rows.shape[0], dtype=np.float32)
-    return scipy.sparse.csr_matrix((data, (rows, cols)), shape=(num_vertices, f))
-
-
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray,
-                   incidence: scipy.sparse.csr_matrix | None = None) -> np.ndarray:
-    """Area-weighted unit vertex normals.
-
-    vertices [V,3] float (any unit), triangles [F,3] int (counter-clockwise = outward), optional
-    precomputed `vertex_incidence(triangles, V)`. Returns [V,3] float32; vertices in no triangle
-    (or only degenerate ones) get (0, 0, 1).
-    """
-    v = np.asarray(vertices, dtype=np.float32)
-    tri = np.asarray(triangles)
-    a, b, c = v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]]
-    face_n = np.cross(b - a, c - a)  # length = 2 × area: area weighting for free
-    if incidence is None:
-        incidence = vertex_incidence(tri, v.shape[0])
-    n = np.asarray(incidence @ face_n, dtype=np.float32)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    ok = length[:, 0] > 1e-12
-    n[ok] /= length[ok]
-    n[~ok] = (0.0, 0.0, 1.0)
-    return n
-
-
-def winding_is_consistent(triangles: np.ndarray) -> bool:
-    """Whether every directed edge occurs at most once (neighbouring triangles agree on orientation)."""
-    tri = np.asarray(triangles, dtype=np.int64)
-    directed = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]], axis=0)
-    return np.unique(directed, axis=0).shape[0] == directed.shape[0]
-
-
-def signed_volume(vertices: np.ndarray, triangles: np.ndarray) -> float:
-    """Σ a·(b×c)/6 over triangles: > 0 when counter-clockwise triangles face outwards (units³)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    tri = np.asarray(triangles)
-    return float(np.einsum("ij,ij->", v[tri[:, 0]], np.cross(v[tri[:, 1]], v[tri[:, 2]])) / 6.0)
-
-
-def boundary_loops(triangles: np.ndarray) -> list[np.ndarray]:
-    """The mesh's holes: closed chains of boundary edges, each [k] int64 in the triangles' edge direction.
-
-    A boundary edge a→b belongs to one triangle whose neighbour across it is missing. Assumes each
-    boundary vertex starts one boundary edge (a manifold boundary); other vertices are skipped.
-    """
-    tri = np.asarray(triangles, dtype=np.int64)
-    directed = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]], axis=0)
-    n = int(tri.max()) + 1
-    key = directed[:, 0] * n + directed[:, 1]
-    reverse = directed[:, 1] * n + directed[:, 0]
-    boundary = directed[~np.isin(reverse, key)]
-    nxt = dict(zip(boundary[:, 0].tolist(), boundary[:, 1].tolist()))
-    loops, seen = [], set()
-    for start in boundary[:, 0].tolist():
-        if start in seen:
-            continue
-        loop, v = [], start
-        while v not in seen and v in nxt:
-            seen.add(v)
-            loop.append(v)
-            v = nxt[v]
-        if v == start and len(loop) >= 3:
-            loops.append(np.asarray(loop, dtype=np.int64))
-    return loops
-
-
-def hole_caps(triangles: np.ndarray, num_vertices: int) -> tuple[np.ndarray, scipy.sparse.csr_matrix]:
-    """Fans that close each hole around a new centre vertex, wound like the surrounding surface.
-
-    Returns (cap triangles [C,3] int32 indexing V + hole number for the centres, and a [L,V] sparse
-    matrix whose product with vertices [V,3] gives the L centres as the mean of each loop).
-    """
-    loops = boundary_loops(triangles)
-    caps, rows, cols, vals = [], [], [], []
-    for i, loop in enumerate(loops):
-        centre = num_vertices + i
-        # the surface has a→b along the loop, so the cap has b→a: (b, a, centre)
-        caps.append(np.stack([np.roll(loop, -1), loop, np.full(len(loop), centre)], axis=1))
-        rows.extend([i] * len(loop))
-        cols.extend(loop.tolist())
-        vals.extend([1.0 / len(loop)] * len(loop))
-    tris = np.concatenate(caps).astype(np.int32) if caps else np.zeros((0, 3), dtype=np.int32)
-    mean = scipy.sparse.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)),
-                                   shape=(len(loops), num_vertices))
-    return tris, mean
-
-
-def unique_edges(triangles: np.ndarray) -> np.ndarray:
-    """[E,2] int32 undirected edges of a triangle mesh, each once (smaller index first)."""
-    tri = np.asarray(triangles, dtype=np.int64)
-    e = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]], axis=0)
-    e.sort(axis=1)
-    return np.unique(e, axis=0).astype(np.int32)
-
 
 def fit_rect(content_wh: tuple[int, int], box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     """Largest rectangle of the content's aspect ratio centred in `box`.
@@ -238,6 +150,14 @@ def side_transform(rotation: np.ndarray, panel_wh: tuple[int, int], radius_mm: f
     return mvp.astype(np.float32), normal.astype(np.float32)
 
 
+def flip_clip_y(mvp: np.ndarray) -> np.ndarray:
+    """The same transform with clip-space y negated ([4,4] float32 row-major): for a top-row-first
+    framebuffer, where GL window y is the picture row. Negating y reverses the on-screen winding."""
+    out = np.array(mvp, dtype=np.float32)
+    out[1] = -out[1]
+    return out
+
+
 def image_to_ndc(image_wh: tuple[int, int], mirror: bool = False) -> tuple[float, float, float, float]:
     """(sx, sy, ox, oy) with NDC = pixel·(sx, sy) + (ox, oy) for a viewport showing the image."""
     w, h = image_wh
@@ -245,26 +165,33 @@ def image_to_ndc(image_wh: tuple[int, int], mirror: bool = False) -> tuple[float
     return 2.0 * m / w, -2.0 / h, -m, 1.0
 
 
-def draw_hud(lines: list[str], max_width: int, view_height: int) -> np.ndarray:
-    """The HUD as an RGBA image [h,w,4] uint8 (top row first): white text on a translucent box.
+@functools.lru_cache(maxsize=1)
+def _gl_library() -> ctypes.PyDLL | None:
+    """The system's GL library, for the two calls moderngl does not expose (glFlush, and
+    glBlitFramebuffer with rectangles), or None where none can be loaded (then they are skipped or
+    replaced). Through GLVND (libOpenGL) calls act on whichever context is current. Loaded as a PyDLL:
+    calls keep the GIL (they return at once), so other Python threads get no hand-off point here."""
+    for name in ("libOpenGL.so.0", "libGL.so.1", "libGL.so"):
+        try:
+            return ctypes.PyDLL(name)
+        except OSError:
+            continue
+    return None
 
-    The font scales with the view height; the width is clipped to `max_width` pixels.
-    """
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = float(np.clip(view_height / 900.0, 0.35, 1.2))
-    thick = 1
-    (_, text_h), base = cv2.getTextSize("Ag", font, scale, thick)
-    line_h = text_h + base + max(2, int(round(6 * scale)))
-    pad = max(3, int(round(8 * scale)))
-    width = max(cv2.getTextSize(t, font, scale, thick)[0][0] for t in lines) + 2 * pad
-    width = int(min(max(width, 1), max_width))
-    height = line_h * len(lines) + 2 * pad - (line_h - text_h - base)
-    img = np.zeros((height, width, 4), dtype=np.uint8)
-    img[:, :] = (0, 0, 0, 150)
-    for i, text in enumerate(lines):
-        y = pad + i * line_h + text_h
-        cv2.putText(img, text, (pad, y), font, scale, (255, 255, 255, 255), thick, cv2.LINE_AA)
-    return img
+
+def _gl_call(name: str, *args: int) -> bool:
+    """Call the GL entry point `name` (integer arguments) on the current context; False if unavailable."""
+    library = _gl_library()
+    function = getattr(library, name, None) if library is not None else None
+    if function is None:
+        return False
+    function(*args)
+    return True
+
+
+def _gl_flush() -> None:
+    """glFlush on the current context: queued GL work starts now, nothing waits (a no-op without the library)."""
+    _gl_call("glFlush")
 
 
 @functools.lru_cache(maxsize=None)
@@ -278,9 +205,15 @@ def shader_source(name: str) -> str:
                         "restore the repository's shaders/ folder") from None
 
 
-def load_program(ctx: moderngl.Context, name: str) -> moderngl.Program:
-    """Compile `shaders/<name>.vert.glsl` + `shaders/<name>.frag.glsl` into a program."""
-    return ctx.program(vertex_shader=shader_source(f"{name}.vert"), fragment_shader=shader_source(f"{name}.frag"))
+def load_program(ctx: moderngl.Context, name: str, defines: tuple[str, ...] = ()) -> moderngl.Program:
+    """Compile `shaders/<name>.vert.glsl` + `shaders/<name>.frag.glsl` into a program; each name in
+    `defines` becomes a `#define NAME 1` line after the `#version` line (variants of one source)."""
+
+    def source(stage: str) -> str:
+        version, _, body = shader_source(f"{name}.{stage}").partition("\n")
+        return version + "\n" + "".join(f"#define {d} 1\n" for d in defines) + body
+
+    return ctx.program(vertex_shader=source("vert"), fragment_shader=source("frag"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,6 +231,56 @@ def create_offscreen_context() -> moderngl.Context:
         ctx.release()
         raise UserError(f"the EGL OpenGL context is version {ctx.version_code}, 330 is needed; update Mesa")
     return ctx
+
+
+class _HudLayer:
+    """The HUD's GL side: the glyph atlas texture, its program and one vertex buffer holding the box
+    then the glyphs as pixel-space triangles (shaders/hud.*.glsl); rewritten only when the text changes.
+    """
+
+    def __init__(self, ctx: moderngl.Context, font: HudFont, view_size: tuple[int, int]) -> None:
+        self.ctx, self.font, self.view_size = ctx, font, view_size
+        self.prog = load_program(ctx, "hud")
+        self.prog["u_atlas"].value = 0
+        self.prog["u_view_size"].value = tuple(float(s) for s in view_size)
+        self.prog["u_box_alpha"].value = HUD_BOX_ALPHA / 255.0
+        atlas = np.ascontiguousarray(font.atlas)
+        self.atlas = ctx.texture((atlas.shape[1], atlas.shape[0]), 1, atlas.tobytes(), alignment=1)
+        self.atlas.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self.buf = ctx.buffer(reserve=64 * HUD_RECT_BYTES, dynamic=True)
+        self.vao = ctx.vertex_array(self.prog, [(self.buf, "2i 2i", "in_pixel", "in_texel_offset")])
+        self.key: tuple[str, ...] | None = None
+        self.glyph_count = 0
+
+    def update(self, lines: list[str]) -> None:
+        """Lay out `lines` and upload them (a no-op when they did not change since the last call)."""
+        key = tuple(lines)
+        if key == self.key:
+            return
+        w, h = hud_box_size(lines, self.font, self.view_size)
+        rects = np.concatenate([np.array([[0, 0, w, h, 0, 0]], dtype=np.int32), layout_hud(lines, self.font)])
+        data = rect_triangles(rects)
+        if data.nbytes > self.buf.size:
+            self.buf.orphan(2 * data.nbytes)
+        self.buf.write(data)
+        self.key, self.glyph_count = key, rects.shape[0] - 1
+
+    def draw(self) -> None:
+        """Blend the box, then the text over it, into the bound framebuffer (whole-view viewport)."""
+        ctx, prog = self.ctx, self.prog
+        ctx.enable(moderngl.BLEND)
+        ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA  # the shader writes premultiplied colour
+        self.atlas.use(0)
+        prog["u_box"].value = True
+        self.vao.render(moderngl.TRIANGLES, vertices=6)
+        if self.glyph_count:
+            prog["u_box"].value = False
+            self.vao.render(moderngl.TRIANGLES, vertices=6 * self.glyph_count, first=6)
+        ctx.disable(moderngl.BLEND)
+
+    def release(self) -> None:
+        for obj in (self.vao, self.buf, self.atlas, self.prog):
+            obj.release()
 
 
 class Renderer:
@@ -333,19 +316,21 @@ class Renderer:
         self.triangles, self.uvs, self.num_vertices = tri, uvs, n_vert
         self._owns_context = owns_context
         self._released = False
-        self._incidence = vertex_incidence(tri, n_vert)
+        self._normals = VertexNormals(tri, n_vert)
         # The head's openings (eyes, mouth, neck) are closed by dark caps drawn with it, so the culled
         # surface never shows a see-through hole; cap centres follow the vertices every frame.
         self._cap_tris, self._cap_mean = hole_caps(tri, n_vert)
         self._all_tris = np.concatenate([tri, self._cap_tris])
+        n_all = n_vert + self._cap_mean.shape[0]
+        self._positions = np.zeros((n_all, 3), dtype=np.float32)  # head vertices, then the cap centres
+        self._vertex_normals = np.zeros((n_all, 3), dtype=np.float32)
         self._radius_mm: float | None = None
         # Back-face culling halves the raster work on llvmpipe; it needs a consistently wound mesh.
         # None = two-sided (no culling); otherwise the GL face to cull, fixed at the first frame.
         self._consistent = winding_is_consistent(self._all_tris)
         self._cull_face: str | None = None
-        self._hud_key: tuple | None = None
-        self._hud_wh = (0, 0)
-        self._hud_tex: moderngl.Texture | None = None
+        self._image_rgba: np.ndarray | None = None  # the camera image converted for upload (reused)
+        self._hud: _HudLayer | None = None
         self._read_buf = bytearray(width * height * 4)
         self._create_gl_objects()
 
@@ -356,32 +341,42 @@ class Renderer:
         self.color.filter = (moderngl.LINEAR, moderngl.LINEAR)
         self._depth = ctx.depth_renderbuffer((width, height))
         self.fbo = ctx.framebuffer(color_attachments=[self.color], depth_attachment=self._depth)
-        # Colour-only view of the same texture: blits from it copy no depth (formats differ from a window's).
-        self._blit_fbo = ctx.framebuffer(color_attachments=[self.color])
 
+        # The surface and the hole caps are drawn by two variants of the head shaders: only the caps
+        # carry the colour they fade to, so the surface's pixels interpolate one colour (llvmpipe pays
+        # per interpolated value on every pixel).
         self._head_prog = load_program(ctx, "head")
+        self._cap_prog = load_program(ctx, "head", defines=("CAPS",))
         self._points_prog = load_program(ctx, "points")
         self._quad_prog = load_program(ctx, "quad")
-        self._head_prog["u_albedo"].value = SKIN_ALBEDO
-        self._head_prog["u_cap_albedo"].value = CAP_ALBEDO
-        self._head_prog["u_color"].value = WIRE_RGB
+        for prog in (self._head_prog, self._cap_prog):
+            prog["u_albedo"].value = SKIN_ALBEDO
+            prog["u_color"].value = WIRE_RGB
+        self._cap_prog["u_cap_albedo"].value = CAP_ALBEDO
         self._points_prog["u_color"].value = LANDMARK_RGB
         self._points_prog["u_highlight_color"].value = IRIS_RGB
         self._points_prog["u_highlight_from"].value = 468
         self._quad_prog["u_texture"].value = 0
 
-        n_all = n_vert + self._cap_mean.shape[0]
+        n_all = self._positions.shape[0]
         self._pos_buf = ctx.buffer(reserve=n_all * 12, dynamic=True)
         self._nrm_buf = ctx.buffer(reserve=n_all * 12, dynamic=True)
         cap_flag = np.zeros(n_all, dtype=np.float32)
         cap_flag[n_vert:] = 1.0
         self._cap_buf = ctx.buffer(cap_flag.tobytes())
-        self._tri_buf = ctx.buffer(self._all_tris.tobytes())
-        self._edge_buf = ctx.buffer(unique_edges(tri).tobytes())  # the real mesh's edges only
-        content = [(self._pos_buf, "3f", "in_position"), (self._nrm_buf, "3f", "in_normal"),
-                   (self._cap_buf, "1f", "in_cap")]
-        self._head_vao = ctx.vertex_array(self._head_prog, content, index_buffer=self._tri_buf, index_element_size=4)
-        self._wire_vao = ctx.vertex_array(self._head_prog, content, index_buffer=self._edge_buf, index_element_size=4)
+        # 16-bit indices where they fit (the head's 3,264): a little less vertex-fetch work on llvmpipe
+        index_type = np.uint16 if n_all <= np.iinfo(np.uint16).max + 1 else np.uint32
+        index_size = np.dtype(index_type).itemsize
+        self._tri_buf = ctx.buffer(self._all_tris.astype(index_type).tobytes())
+        self._edge_buf = ctx.buffer(unique_edges(tri).astype(index_type).tobytes())  # the real mesh's edges only
+        surface = [(self._pos_buf, "3f", "in_position"), (self._nrm_buf, "3f", "in_normal")]
+        # one index buffer: the surface's triangles, then the caps' (drawn from their offset)
+        self._head_vao = ctx.vertex_array(self._head_prog, surface, index_buffer=self._tri_buf,
+                                          index_element_size=index_size)
+        self._cap_vao = ctx.vertex_array(self._cap_prog, surface + [(self._cap_buf, "1f", "in_cap")],
+                                         index_buffer=self._tri_buf, index_element_size=index_size)
+        self._wire_vao = ctx.vertex_array(self._head_prog, surface, index_buffer=self._edge_buf,
+                                          index_element_size=index_size)
         self._lm_buf = ctx.buffer(reserve=478 * 12, dynamic=True)
         self._lm_vao = ctx.vertex_array(self._points_prog, [(self._lm_buf, "3f", "in_position")])
         self._quad_vao = ctx.vertex_array(self._quad_prog, [])
@@ -399,7 +394,13 @@ class Renderer:
     # -- per frame --------------------------------------------------------------------------
 
     def render(self, frame: FrameRecord, options: RenderOptions) -> None:
-        """Draw one frame into the framebuffer (see RenderOptions). Nothing is read back."""
+        """Draw one frame into the framebuffer (see RenderOptions). Nothing is read back.
+
+        Rectangles here are in view pixels from the top-left, which in this top-row-first
+        framebuffer are also GL viewport coordinates. Work is flushed to the GL as soon as it is queued,
+        so a CPU rasteriser (llvmpipe) clears on its worker threads while this thread converts the
+        image and computes the normals, and draws the head while this thread lays out the HUD.
+        """
         if self._released:
             raise RuntimeError("render() on a released Renderer")
         self._activate()
@@ -407,6 +408,7 @@ class Renderer:
         self.fbo.use()
         ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
         self.fbo.clear(*BACKGROUND_RGB, 1.0, depth=1.0)
+        _gl_flush()
         full = (0, 0, self.width, self.height)
         if options.layout == "side":
             half = self.width // 2
@@ -414,88 +416,136 @@ class Renderer:
         else:
             image_box = head_box = full
 
-        image = frame.image
-        image_rect = None
+        image, image_rect = frame.image, None
         if image is not None:
-            ih, iw = image.shape[:2]
-            image_rect = fit_rect((iw, ih), image_box)
-            self._draw_image(image, image_rect, options.mirror)
+            image_rect = fit_rect((image.shape[1], image.shape[0]), image_box)
+            self._prepare_image(image, image_rect, options.mirror)
+        head = self._prepare_head(frame, options, head_box, image_rect)
 
-        has_head = frame.face_found and frame.vertices is not None
-        if has_head:
-            verts = np.ascontiguousarray(frame.vertices, dtype=np.float32)
-            if verts.shape != (self.num_vertices, 3):
-                raise ValueError(f"frame.vertices must be [{self.num_vertices},3], got {verts.shape}")
-            transform = None
-            if options.layout == "side":
-                if self._radius_mm is None:
-                    self._radius_mm = float(np.linalg.norm(verts, axis=1).max())
-                rot = frame.pose.rotation if frame.pose is not None else np.eye(3, dtype=np.float32)
-                viewport = head_box
-                transform = side_transform(rot, head_box[2:], self._radius_mm, options.mirror)
-            elif frame.pose is not None and image_rect is not None:
-                viewport = image_rect
-                transform = overlay_transform(frame.pose, (image.shape[1], image.shape[0]), options.mirror)
-            if transform is not None:
-                if self._consistent and self._cull_face is None:
-                    capped = np.concatenate([verts, self._cap_mean @ verts])
-                    self._cull_face = "back" if signed_volume(capped, self._all_tris) >= 0 else "front"
-                self._draw_head(verts, transform, viewport, options.wireframe, options.mirror)
-
+        if image_rect is not None:
+            self.color.write(self._image_rgba, viewport=image_rect)
+        if head is not None:
+            self._draw_head(*head, options.wireframe, options.mirror)
+            _gl_flush()  # the head rasterises while the HUD is laid out
         if options.show_landmarks and frame.landmarks_px is not None and image_rect is not None:
             self._draw_landmarks(frame.landmarks_px, (image.shape[1], image.shape[0]), image_rect, options.mirror)
-
-        if options.show_hud:
-            lines = list(options.hud_lines)
-            if not frame.face_found and not any(NO_FACE_LINE in t.lower() for t in lines):
-                lines.append(NO_FACE_LINE)
-            if lines:
-                self._draw_hud(lines)
+        lines = self._hud_lines(frame, options)
+        if lines:
+            hud = self._hud_layer()
+            hud.update(lines)
+            ctx.viewport = full
+            hud.draw()
         ctx.viewport = full
 
-    def _draw_image(self, image: np.ndarray, rect: tuple[int, int, int, int], mirror: bool) -> None:
-        """Write the camera image into `rect` of the colour texture (no sampling pass: llvmpipe-cheap)."""
+    def _prepare_image(self, image: np.ndarray, rect: tuple[int, int, int, int], mirror: bool) -> None:
+        """Convert the camera image for `rect` into the reused RGBA array (written into the colour
+        texture directly: no sampling pass, llvmpipe-cheap).
+
+        The framebuffer is top row first like the image, so this is one BGR → RGBA conversion; a
+        resize (letterboxing) or mirror adds one pass each.
+        """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"frame.image must be [H,W,3] uint8 BGR, got {image.shape} {image.dtype}")
         x, y, w, h = rect
         if image.shape[:2] != (h, w):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if w < image.shape[1] else cv2.INTER_LINEAR)
-        flipped = cv2.flip(image, -1 if mirror else 0)  # GL rows run bottom to top
-        self.color.write(cv2.cvtColor(flipped, cv2.COLOR_BGR2RGBA), viewport=(x, y, w, h))
+        if mirror:
+            image = cv2.flip(image, 1)
+        if self._image_rgba is None or self._image_rgba.shape[:2] != (h, w):
+            self._image_rgba = np.empty((h, w, 4), dtype=np.uint8)
+        cv2.cvtColor(image, cv2.COLOR_BGR2RGBA, dst=self._image_rgba)
 
-    def _draw_head(self, verts: np.ndarray, transform: tuple[np.ndarray, np.ndarray],
-                   viewport: tuple[int, int, int, int], wireframe: bool, mirror: bool = False) -> None:
-        ctx, prog = self.ctx, self._head_prog
+    def _prepare_head(self, frame: FrameRecord, options: RenderOptions, head_box: tuple[int, int, int, int],
+                      image_rect: tuple[int, int, int, int] | None
+                      ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[int, int, int, int]] | None:
+        """The head's (transform, viewport) for this frame, with its positions and normals filled in;
+        None when no head is drawn."""
+        if not (frame.face_found and frame.vertices is not None):
+            return None
+        verts = np.ascontiguousarray(frame.vertices, dtype=np.float32)
+        if verts.shape != (self.num_vertices, 3):
+            raise ValueError(f"frame.vertices must be [{self.num_vertices},3], got {verts.shape}")
+        if options.layout == "side":
+            if self._radius_mm is None:
+                self._radius_mm = float(np.linalg.norm(verts, axis=1).max())
+            rot = frame.pose.rotation if frame.pose is not None else np.eye(3, dtype=np.float32)
+            viewport = head_box
+            transform = side_transform(rot, head_box[2:], self._radius_mm, options.mirror)
+        elif frame.pose is not None and image_rect is not None:
+            viewport = image_rect
+            transform = overlay_transform(frame.pose, (frame.image.shape[1], frame.image.shape[0]), options.mirror)
+        else:
+            return None
+        self._update_geometry(verts)
+        if self._consistent and self._cull_face is None:
+            self._cull_face = "back" if signed_volume(self._positions, self._all_tris) >= 0 else "front"
+        return transform, viewport
+
+    def _update_geometry(self, verts: np.ndarray) -> None:
+        """Fill the preallocated positions and unit normals [V+L,3] (head vertices, then cap centres)."""
+        n = self.num_vertices
+        pos, nrm = self._positions, self._vertex_normals
+        pos[:n] = verts
+        pos[n:] = self._cap_mean @ verts
+        self._normals(verts, out=nrm[:n])
+        cap = self._cap_mean @ nrm[:n]
+        cap /= np.maximum(np.linalg.norm(cap, axis=1, keepdims=True), 1e-12)
+        nrm[n:] = cap
+
+    def _hud_lines(self, frame: FrameRecord, options: RenderOptions) -> list[str]:
+        """The HUD's lines for this frame ([] when hidden): the options' lines, plus 'no face' without one."""
+        if not options.show_hud:
+            return []
+        lines = list(options.hud_lines)
+        if not frame.face_found and not any(NO_FACE_LINE in t.lower() for t in lines):
+            lines.append(NO_FACE_LINE)
+        return lines
+
+    def _hud_layer(self) -> _HudLayer:
+        if self._hud is None:
+            self._hud = _HudLayer(self.ctx, hud_font(self.height), (self.width, self.height))
+        return self._hud
+
+    def _draw_head(self, transform: tuple[np.ndarray, np.ndarray], viewport: tuple[int, int, int, int],
+                   wireframe: bool, mirror: bool = False) -> None:
+        """Upload this frame's head arrays (`_update_geometry`) and draw the surface and its caps."""
+        ctx = self.ctx
         mvp, normal_mat = transform
-        normals = vertex_normals(verts, self.triangles, self._incidence)
-        cap_normals = np.asarray(self._cap_mean @ normals, dtype=np.float32)
-        cap_normals /= np.maximum(np.linalg.norm(cap_normals, axis=1, keepdims=True), 1e-12)
-        self._pos_buf.write(np.concatenate([verts, np.asarray(self._cap_mean @ verts, dtype=np.float32)]))
-        self._nrm_buf.write(np.concatenate([normals, cap_normals]))
-        prog["u_mvp"].write(np.ascontiguousarray(mvp.T))  # GL wants column-major
-        prog["u_normal_mat"].write(np.ascontiguousarray(normal_mat.T))
+        self._pos_buf.write(self._positions)
+        self._nrm_buf.write(self._vertex_normals)
+        mvp_gl = np.ascontiguousarray(flip_clip_y(mvp).T)  # GL wants column-major
+        normal_gl = np.ascontiguousarray(normal_mat.T)
+        for prog in (self._head_prog, self._cap_prog):
+            prog["u_mvp"].write(mvp_gl)
+            prog["u_normal_mat"].write(normal_gl)
+            prog["u_two_sided"].value = self._cull_face is None
+            prog["u_depth_bias"].value = 0.0
+            prog["u_mode"].value = 0
         ctx.viewport = viewport
         ctx.enable(moderngl.DEPTH_TEST)
-        prog["u_two_sided"].value = self._cull_face is None
         if self._cull_face is not None:
             ctx.enable(moderngl.CULL_FACE)
             ctx.cull_face = self._cull_face
-            ctx.front_face = "cw" if mirror else "ccw"  # a mirror reverses the on-screen winding
-        prog["u_depth_bias"].value = 0.0
+            # the top-row-first flip reverses the on-screen winding, and a mirror reverses it again
+            ctx.front_face = "ccw" if mirror else "cw"
         if wireframe:
             # Hidden-line wireframe: depth-only pre-pass of the surface, then the edges over it.
             self._set_color_mask(False, viewport)
-            prog["u_mode"].value = 0
-            self._head_vao.render(moderngl.TRIANGLES)
+            self._draw_surface_and_caps()
             self._set_color_mask(True, viewport)
-            prog["u_mode"].value = 1
-            prog["u_depth_bias"].value = WIRE_DEPTH_BIAS
+            self._head_prog["u_mode"].value = 1
+            self._head_prog["u_depth_bias"].value = WIRE_DEPTH_BIAS
             self._wire_vao.render(moderngl.LINES)
         else:
-            prog["u_mode"].value = 0
-            self._head_vao.render(moderngl.TRIANGLES)
+            self._draw_surface_and_caps()
         ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         ctx.front_face = "ccw"
+
+    def _draw_surface_and_caps(self) -> None:
+        surface, caps = 3 * self.triangles.shape[0], 3 * self._cap_tris.shape[0]
+        self._head_vao.render(moderngl.TRIANGLES, vertices=surface)
+        if caps:
+            self._cap_vao.render(moderngl.TRIANGLES, vertices=caps, first=surface)
 
     def _set_color_mask(self, on: bool, viewport: tuple[int, int, int, int]) -> None:
         # moderngl applies a framebuffer's colour mask when it is bound; binding resets the viewport.
@@ -509,32 +559,9 @@ class Renderer:
         self._lm_buf.write(lm)
         self.ctx.viewport = rect
         self.ctx.point_size = float(max(2.0, round(rect[3] / 240.0)))
-        self._points_prog["u_image_to_ndc"].value = image_to_ndc(image_wh, mirror)
+        sx, sy, ox, oy = image_to_ndc(image_wh, mirror)
+        self._points_prog["u_image_to_ndc"].value = (sx, -sy, ox, -oy)  # top-row-first framebuffer
         self._lm_vao.render(moderngl.POINTS, vertices=lm.shape[0])
-
-    def _draw_hud(self, lines: list[str]) -> None:
-        key = tuple(lines)
-        if key != self._hud_key:
-            hud = draw_hud(lines, self.width, self.height)[: self.height]
-            h, w = hud.shape[:2]
-            if self._hud_tex is None or self._hud_tex.size[0] < w or self._hud_tex.size[1] < h:
-                if self._hud_tex is not None:
-                    self._hud_tex.release()
-                cap_h = min(self.height, max(h, 64 * ((h + 63) // 64)))
-                self._hud_tex = self.ctx.texture((self.width, cap_h), 4)
-            self._hud_tex.write(hud, viewport=(0, 0, w, h))
-            self._hud_key, self._hud_wh = key, (w, h)
-        w, h = self._hud_wh
-        tw, th = self._hud_tex.size
-        ctx = self.ctx
-        ctx.viewport = (0, 0, self.width, self.height)
-        ctx.enable(moderngl.BLEND)
-        ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
-        self._hud_tex.use(0)
-        self._quad_prog["u_rect"].value = (-1.0, 1.0, -1.0 + 2.0 * w / self.width, 1.0 - 2.0 * h / self.height)
-        self._quad_prog["u_uv_rect"].value = (0.0, 0.0, w / tw, h / th)
-        self._quad_vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
-        ctx.disable(moderngl.BLEND)
 
     def _activate(self) -> None:
         """Make an owned (offscreen) context current: several renderers may live in one thread."""
@@ -544,29 +571,37 @@ class Renderer:
     # -- output -----------------------------------------------------------------------------
 
     def read_rgb(self) -> np.ndarray:
-        """The rendered view as [H,W,3] uint8 in **BGR** order (OpenCV's), top row first."""
+        """The rendered view as a new [H,W,3] uint8 array in **BGR** order (OpenCV's), top row first."""
         if self._released:
             raise RuntimeError("read_rgb() on a released Renderer")
         self._activate()
-        # RGBA reads are the fast path on Mesa (RGB makes it repack on the CPU).
+        # RGBA reads are the fast path on Mesa (RGB makes it repack on the CPU); the rows are already
+        # top first, so one channel shuffle remains.
         self.fbo.read_into(self._read_buf, components=4, alignment=1)
-        rgba_bottom_up = np.frombuffer(self._read_buf, dtype=np.uint8).reshape(self.height, self.width, 4)
-        return cv2.cvtColor(cv2.flip(rgba_bottom_up, 0), cv2.COLOR_RGBA2BGR)
+        rgba = np.frombuffer(self._read_buf, dtype=np.uint8).reshape(self.height, self.width, 4)
+        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
 
     def blit_to(self, target: moderngl.Framebuffer, viewport: tuple[int, int, int, int]) -> None:
-        """Draw the rendered view into `viewport` (x, y, w, h; GL pixels) of another framebuffer.
+        """Draw the rendered view upright into `viewport` (x, y, w, h; GL pixels, y up) of another
+        framebuffer (a window's): texel for pixel at the same size, filtered when scaled.
 
-        A same-size copy at the origin is a framebuffer blit; anything else a textured quad (scaled).
+        A framebuffer blit with the destination rows reversed (the view is stored top row first); where
+        the GL library cannot be called directly, a textured quad does the same (slower on llvmpipe).
         """
-        if tuple(viewport) == (0, 0, self.width, self.height):
-            self.ctx.copy_framebuffer(target, self._blit_fbo)
-            return
+        x, y, w, h = viewport
+        same_size = (w, h) == (self.width, self.height)
         target.use()
+        if _gl_call("glBindFramebuffer", GL_READ_FRAMEBUFFER, self.fbo.glo):
+            _gl_call("glBlitFramebuffer", 0, 0, self.width, self.height, x, y + h, x + w, y, GL_COLOR_BUFFER_BIT,
+                     GL_NEAREST if same_size else GL_LINEAR)
+            target.use()  # read and draw bindings back to what moderngl tracks
+            return
         self.ctx.viewport = viewport
-        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND)
+        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
+        self.color.filter = (moderngl.NEAREST, moderngl.NEAREST) if same_size else (moderngl.LINEAR, moderngl.LINEAR)
         self.color.use(0)
         self._quad_prog["u_rect"].value = (-1.0, 1.0, 1.0, -1.0)
-        self._quad_prog["u_uv_rect"].value = (0.0, 1.0, 1.0, 0.0)  # GL textures are stored bottom row first
+        self._quad_prog["u_uv_rect"].value = (0.0, 0.0, 1.0, 1.0)  # texture row 0 is the view's top row
         self._quad_vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
 
     def release(self) -> None:
@@ -574,14 +609,15 @@ class Renderer:
         if self._released:
             return
         self._released = True
-        if not self._owns_context and self.ctx.fbo in (self.fbo, self._blit_fbo):
+        if not self._owns_context and self.ctx.fbo is self.fbo:
             # Never leave a deleted framebuffer bound: moderngl re-binds it after creating the next one.
             (self.ctx.screen or self.ctx.detect_framebuffer(0)).use()
-        for obj in (self._head_vao, self._wire_vao, self._lm_vao, self._quad_vao, self._pos_buf, self._nrm_buf, self._cap_buf,
-                    self._tri_buf, self._edge_buf, self._lm_buf, self._hud_tex, self._blit_fbo, self.fbo,
-                    self.color, self._depth, self._head_prog, self._points_prog, self._quad_prog):
-            if obj is not None:
-                obj.release()
+        if self._hud is not None:
+            self._hud.release()
+        for obj in (self._head_vao, self._cap_vao, self._wire_vao, self._lm_vao, self._quad_vao, self._pos_buf,
+                    self._nrm_buf, self._cap_buf, self._tri_buf, self._edge_buf, self._lm_buf, self.fbo, self.color,
+                    self._depth, self._head_prog, self._cap_prog, self._points_prog, self._quad_prog):
+            obj.release()
         if self._owns_context:
             self.ctx.release()
 

@@ -1,5 +1,5 @@
 #version 330 core
-// An RGBA texture (the HUD, or the rendered view blitted to a window), alpha as stored.
+// An RGBA texture (the rendered view blitted to a window), alpha as stored.
 uniform sampler2D u_texture;
 
 in vec2 v_uv;

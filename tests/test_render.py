@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import trimesh
 
+import realtime.render as render_module
 from engine.errors import UserError
 from realtime.record import FrameRecord, HeadPose
 from realtime.recorder import Recorder
-from realtime.render import (
-    BACKGROUND_RGB, WIRE_RGB, RenderOptions, Renderer, boundary_loops, fit_rect, hole_caps, image_to_ndc,
-    overlay_transform, side_transform, signed_volume, unique_edges, vertex_normals, winding_is_consistent,
-)
+from realtime.hud_font import HUD_FONT, hud_box_size, hud_font, layout_hud, rect_triangles
+from realtime.mesh_geometry import (VertexNormals, boundary_loops, hole_caps, incident_face_slots, signed_volume,
+                                    unique_edges, vertex_normals, winding_is_consistent)
+from realtime.render import (BACKGROUND_RGB, HUD_BOX_ALPHA, WIRE_RGB, RenderOptions, Renderer, fit_rect, flip_clip_y,
+                             image_to_ndc, overlay_transform, side_transform)
 
 ROOT = Path(__file__).resolve().parent.parent
 W, H = 320, 240
@@ -58,6 +60,51 @@ def _drawn(img: np.ndarray, background: np.ndarray) -> np.ndarray:
     return np.abs(img.astype(np.int32) - background.astype(np.int32)).sum(axis=2) > 24
 
 
+def _reference_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals the plain way (scatter-add of cross products), float64."""
+    v = v.astype(np.float64)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, f[:, k], fn)
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    return np.where(length > 1e-12, n / np.maximum(length, 1e-300), [0.0, 0.0, 1.0])
+
+
+def _cv2_hud(lines: list[str], max_width: int, view_height: int) -> np.ndarray:
+    """The HUD as the renderer drew it before the glyph atlas: one RGBA cv2 image [h,w,4] (top row first)."""
+    scale = float(np.clip(view_height / 900.0, 0.35, 1.2))
+    (_, text_h), base = cv2.getTextSize("Ag", HUD_FONT, scale, 1)
+    line_h = text_h + base + max(2, int(round(6 * scale)))
+    pad = max(3, int(round(8 * scale)))
+    width = max(cv2.getTextSize(t, HUD_FONT, scale, 1)[0][0] for t in lines) + 2 * pad
+    width = int(min(max(width, 1), max_width))
+    height = line_h * len(lines) + 2 * pad - (line_h - text_h - base)
+    img = np.zeros((height, width, 4), dtype=np.uint8)
+    img[:, :] = (0, 0, 0, HUD_BOX_ALPHA)
+    for i, text in enumerate(lines):
+        cv2.putText(img, text, (pad, pad + i * line_h + text_h), HUD_FONT, scale, (255, 255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def _composite(image_bgr: np.ndarray, hud_rgba: np.ndarray) -> np.ndarray:
+    """`hud_rgba` alpha-blended over the top-left of a BGR image (straight alpha), uint8."""
+    out = image_bgr.astype(np.float64)
+    h, w = hud_rgba.shape[:2]
+    a = hud_rgba[..., 3:4] / 255.0
+    out[:h, :w] = out[:h, :w] * (1 - a) + hud_rgba[..., 2::-1] * a
+    return np.round(out).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def real_head():
+    path = ROOT / "models" / "head.npz"
+    if not path.exists():
+        pytest.skip("models/head.npz is not built (python main.py build-assets)")
+    head = np.load(path)
+    return head["vertices"].astype(np.float32), head["triangles"], head["uvs"]
+
+
 # -- pure helpers ----------------------------------------------------------------------------------
 
 def test_vertex_normals_of_a_sphere_point_outwards(sphere):
@@ -74,6 +121,66 @@ def test_vertex_normals_of_a_flipped_triangle_and_an_unused_vertex():
     n = vertex_normals(v, np.array([[0, 2, 1]]))
     np.testing.assert_allclose(n[:3], [[0, 0, -1]] * 3, atol=1e-6)
     np.testing.assert_allclose(n[3], [0, 0, 1])  # in no triangle: a harmless default
+
+
+def test_fast_normals_match_a_scatter_add_on_the_real_head(real_head):
+    v, f, _ = real_head
+    rng = np.random.default_rng(3)
+    normals = VertexNormals(f, len(v))
+    out = np.empty_like(v)
+    for _ in range(3):  # reused buffers give the same answer every call
+        moved = v + rng.normal(0, 1.0, v.shape).astype(np.float32)
+        got = normals(moved, out=out)
+        assert got is out and got.dtype == np.float32
+        np.testing.assert_allclose(got, _reference_normals(moved, f), atol=2e-5)
+    with pytest.raises(ValueError, match="vertices"):
+        normals(v[:10])
+
+
+def test_incident_face_slots_list_every_corner_once():
+    f = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 1]])
+    slots = incident_face_slots(f, 5)
+    assert slots.shape == (3, 5)
+    for vertex in range(5):
+        listed = sorted(t for t in slots[:, vertex] if t != len(f))
+        assert listed == sorted(np.nonzero((f == vertex).any(axis=1))[0].tolist())
+    assert (slots[:, 4] == len(f)).all()  # an unused vertex: padding only
+
+
+def test_flip_clip_y_negates_only_the_y_row():
+    mvp, _ = side_transform(_rot_y(20), (200, 100), radius_mm=10.0)
+    flipped = flip_clip_y(mvp)
+    np.testing.assert_array_equal(flipped[1], -mvp[1])
+    np.testing.assert_array_equal(flipped[[0, 2, 3]], mvp[[0, 2, 3]])
+
+
+def test_hud_box_and_glyphs_follow_cv2_text_metrics():
+    lines = ["29.7 FPS   onnxruntime", "ms: track 7.5  decode 6.6", "\u00e9t\u00e9 \t?"]
+    for view_h in (144, 480, 720, 1200):
+        font = hud_font(view_h)
+        assert hud_box_size(lines, font, (4000, 4000)) == _cv2_hud(lines, 4000, view_h).shape[1::-1]
+        assert hud_box_size(lines, font, (50, 20)) == (50, 20)  # clipped to the view
+        glyphs = layout_hud(lines, font)
+        assert glyphs.dtype == np.int32 and glyphs.shape[1] == 6 and (glyphs[:, 2:4] > 0).all()
+        assert sum(len(t.encode()) - t.count(" ") for t in lines) == len(glyphs)  # one per drawn byte
+        atlas_h, atlas_w = font.atlas.shape
+        assert (glyphs[:, 4] + glyphs[:, 2] <= atlas_w).all() and (glyphs[:, 5] + glyphs[:, 3] <= atlas_h).all()
+
+
+def test_pen_fractions_map_to_the_nearest_phase_across_pixel_edges():
+    font = hud_font(480)  # scale 8/15: the 15 phases k/15 of a pixel
+    assert len(font.phases) == 15
+    for fraction in (0, 1000, 30000, 65000, 65535):
+        distance = np.abs(fraction - (font.phases[font.nearest[fraction]] + 65536 * font.shift[fraction]))
+        assert distance == np.abs(fraction - font.phases[:, None] - 65536 * np.array([-1, 0, 1])).min()
+    assert font.shift[65535] == 1 and font.nearest[65535] == 0  # just below the next pixel: its phase 0
+
+
+def test_rect_triangles_cover_each_rectangle():
+    v = rect_triangles(np.array([[10, 20, 3, 4, 100, 50]]))
+    assert v.shape == (6, 4)
+    assert {tuple(p) for p in v[:, :2].tolist()} == {(10, 20), (13, 20), (10, 24), (13, 24)}
+    assert (v[:, 2:] == (90, 30)).all()
 
 
 def test_winding_and_orientation_checks(sphere):
@@ -316,6 +423,105 @@ def test_the_real_heads_openings_are_closed(ctx):
     cv2.floodFill(filled, None, (0, 0), 2)  # everything reachable from the corner outside the head
     holes = filled == 0
     assert head_px.sum() > 30_000 and holes.sum() < 0.002 * head_px.sum()
+
+
+def test_gl_hud_looks_like_the_cv2_hud(ctx):
+    """The atlas HUD against the HUD as one cv2 image blended over the view: same box, same text (two
+    8-bit blends instead of one, and neighbouring glyphs' fringes blended one after the other, move a few
+    edge pixels by a few grey levels)."""
+    lines = ["29.7 FPS   onnxruntime", "ms: capture 0.6  track 7.7  decode 6.1  smooth 1.3  osc 0.1"]
+    for w, h in ((352, 144), (1280, 480), (2560, 720)):
+        image = np.random.default_rng(5).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        r = Renderer(ctx, w, h, np.array([[0, 1, 2]]))
+        try:
+            r.render(FrameRecord(0, 0.0, 0, image=image, face_found=True), RenderOptions(hud_lines=lines))
+            out = r.read_rgb().astype(np.int32)
+        finally:
+            r.release()
+        expected = _composite(image, _cv2_hud(lines, w, h)).astype(np.int32)
+        diff = np.abs(out - expected).max(axis=2)
+        assert np.mean(diff > 3) < 0.002 and np.mean(diff) < 0.1, (w, h, np.mean(diff > 3), np.mean(diff))
+        box_h, box_w = _cv2_hud(lines, w, h).shape[:2]
+        assert (diff[box_h:] == 0).all() and (diff[:, box_w:] == 0).all(), "nothing outside the box changes"
+
+
+def test_a_single_glyph_on_a_whole_pixel_pen_is_cv2_exact(ctx):
+    image = np.full((480, 640, 3), 120, dtype=np.uint8)
+    r = Renderer(ctx, 640, 480, np.array([[0, 1, 2]]))
+    try:
+        for text in ("A", "g", "7"):
+            r.render(FrameRecord(0, 0.0, 0, image=image, face_found=True), RenderOptions(hud_lines=[text]))
+            diff = np.abs(r.read_rgb().astype(np.int32) - _composite(image, _cv2_hud([text], 640, 480)))
+            assert diff.max() <= 2, text  # 8-bit rounding of the two blends
+    finally:
+        r.release()
+
+
+def test_letterboxed_image_lands_on_the_fit_rect_rows(ctx):
+    """View 320x301 for a 320x240 image: fit_rect puts it at rows 30..269 counted from the top."""
+    image = np.random.default_rng(6).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    r = Renderer(ctx, 320, 301, np.array([[0, 1, 2]]))
+    try:
+        r.render(FrameRecord(0, 0.0, 0, image=image, face_found=True), RenderOptions(show_hud=False))
+        out = r.read_rgb()
+    finally:
+        r.release()
+    x, y, w, h = fit_rect((320, 240), (0, 0, 320, 301))
+    assert (x, y, w, h) == (0, 30, 320, 240)
+    np.testing.assert_array_equal(out[y:y + h, x:x + w], image)
+    bg = np.round(np.array(BACKGROUND_RGB[::-1]) * 255)
+    assert (np.abs(out[:y].astype(np.int32) - bg) <= 1).all() and (np.abs(out[y + h:].astype(np.int32) - bg) <= 1).all()
+
+
+def test_a_mesh_beyond_16_bit_indices_draws_the_same(ctx, sphere):
+    """Past 65,536 vertices the index buffers are 32-bit: the sphere drawn from indices above 70,000."""
+    v, f = sphere
+    offset = 70_000
+    big_v = np.zeros((offset + len(v), 3), dtype=np.float32)
+    big_v[offset:] = v
+    shots = []
+    for verts, tris, uvs in ((v, f, None), (big_v, f + offset, np.zeros((len(big_v), 2), np.float32))):
+        r = Renderer(ctx, W, H, tris, uvs)
+        try:
+            r.render(_face_frame(verts, _grey_image(), _pose(1.0, (160.0, 120.0))), RenderOptions(show_hud=False))
+            shots.append(r.read_rgb())
+        finally:
+            r.release()
+    np.testing.assert_array_equal(shots[0], shots[1])
+
+
+@pytest.mark.parametrize("direct_gl", [True, False])
+def test_blit_to_another_framebuffer_is_upright(ctx, sphere, monkeypatch, direct_gl):
+    """blit_to into a y-up framebuffer (as a window's): the same pixels at the same size, a filtered copy
+    at half size; by a flipped framebuffer blit, or by the textured quad where GL cannot be called directly."""
+    if not direct_gl:
+        monkeypatch.setattr(render_module, "_gl_call", lambda name, *args: False)
+    image = np.random.default_rng(7).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    r = Renderer(ctx, W, H, sphere[1])
+    tw, th = W + 40, H + 20
+    target = ctx.simple_framebuffer((tw, th))
+    try:
+        r.render(_face_frame(sphere[0], image, _pose(1.0, (120.0, 100.0))), RenderOptions(hud_lines=["x"]))
+        expected = r.read_rgb()
+        for x, y, w, h in ((40, 20, W, H), (10, 4, W // 2, H // 2)):
+            target.use()
+            target.clear(0.0, 0.0, 0.0, 1.0)
+            r.blit_to(target, (x, y, w, h))
+            shown = np.frombuffer(target.read(components=3), np.uint8).reshape(th, tw, 3)[::-1, :, ::-1]  # top first, BGR
+            top = th - y - h  # GL y counts from the bottom
+            got = shown[top:top + h, x:x + w].astype(np.int32)
+            outside = np.ones((th, tw), dtype=bool)
+            outside[top:top + h, x:x + w] = False
+            assert shown[outside].max() == 0, "nothing drawn outside the rectangle"
+            if (w, h) == (W, H):
+                np.testing.assert_array_equal(got, expected)
+            else:  # a half-size linear sample lands between 2x2 texels: their mean
+                want = cv2.resize(expected, (w, h), interpolation=cv2.INTER_AREA).astype(np.int32)
+                assert np.abs(got - want).mean() < 1.0 and np.abs(got - want).max() <= 3
+    finally:
+        ctx.screen.use() if ctx.screen is not None else ctx.detect_framebuffer(0).use()
+        target.release()
+        r.release()
 
 
 def test_wrong_vertex_count_is_refused(renderer, sphere):
