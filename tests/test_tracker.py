@@ -142,3 +142,25 @@ def test_pose_from_synthetic_landmarks_recovers_the_known_pose(assets):
     t = pose.translation_mm
     assert w / 2 + focal * t[0] / -t[2] == pytest.approx(cx, abs=1e-3)
     assert h / 2 - focal * t[1] / -t[2] == pytest.approx(cy, abs=1e-3)
+
+
+def test_landmark_array_reads_the_wire_layout_and_falls_back():
+    from mediapipe.framework.formats import landmark_pb2
+
+    from realtime.tracker import landmark_array
+
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(478, 3)).astype(np.float32)
+    plain = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in pts:
+        plain.landmark.add(x=float(x), y=float(y), z=float(z))
+    np.testing.assert_array_equal(landmark_array(plain), pts)
+    # landmarks with more fields set (visibility) or a zero coordinate (not serialised) take the slow path
+    odd = landmark_pb2.NormalizedLandmarkList()
+    odd.CopyFrom(plain)
+    odd.landmark[5].visibility = 0.5
+    odd.landmark[9].x = 0.0
+    want = pts.copy()
+    want[9, 0] = 0.0
+    np.testing.assert_array_equal(landmark_array(odd), want)
+    assert landmark_array(landmark_pb2.NormalizedLandmarkList()).shape == (0, 3)
