@@ -34,6 +34,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     mdl.add_argument("--backend", default="auto",
                      help="inference back-end: auto, tensorrt, tensorrt-rtx, torch-cuda, onnxruntime, torch-cpu")
     mdl.add_argument("--model", type=Path, default=MODELS / "face_model.pt", help="checkpoint path")
+    mdl.add_argument("--decoder-threads", type=int, default=None, metavar="N",
+                     help="CPU threads of the decoder (default: 1 while tracking runs on another thread, "
+                          "else all cores)")
     mdl.add_argument("--identity", choices=("avatar", "user"), default="user",
                      help="user: your own estimated shape; avatar: a fixed neutral head driven by your expressions")
     mdl.add_argument("--calibrate", type=int, default=0, metavar="N",

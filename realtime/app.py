@@ -97,10 +97,19 @@ class RenderStage:
             self.recorder.write(self.last_bgr)
 
 
+def decoder_threads(args: argparse.Namespace) -> int | None:
+    """CPU threads for the decoder back-end: --decoder-threads, else 1 when the loop is overlapped
+    (the tracker has the other core: two ORT threads there slowed tracking 2× on a 2-core machine,
+    docs/benchmarks.md), else the back-end's default."""
+    if getattr(args, "decoder_threads", None):
+        return int(args.decoder_threads)
+    return None if getattr(args, "no_overlap", False) else 1
+
+
 def _open_backend(args: argparse.Namespace):
     from engine.backends import create_backend
 
-    backend = create_backend(args.backend, model_path=args.model)
+    backend = create_backend(args.backend, model_path=args.model, threads=decoder_threads(args))
     log.info("face model back-end: %s (%s)", backend.name, backend.device)
     return backend
 

@@ -66,7 +66,7 @@ def machine_info() -> dict:
 def _run_args(mode: str, backend: str) -> Namespace:
     return Namespace(backend=backend, model=Path(__file__).resolve().parent.parent / "models" / "face_model.pt",
                      identity="user", calibrate=0, no_smooth=False, smooth_mincutoff=None, smooth_beta=None,
-                     osc=[], osc_mtu=1400)
+                     osc=[], osc_mtu=1400, decoder_threads=None, no_overlap=mode.endswith("-serial"))
 
 
 def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames: int, min_time_s: float,
@@ -82,8 +82,8 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
         first = source.read()
         h, w = first.image.shape[:2]
         serial = mode.endswith("-serial")
-        mode = mode.removesuffix("-serial")
         args = _run_args(mode, backend)
+        mode = mode.removesuffix("-serial")
         if mode != "track":
             args.osc = [f"native@127.0.0.1:{sink.port}"]
         stages, be, _, head = build_stages(args, (w, h), stack)

@@ -115,3 +115,21 @@ def test_bad_osc_target_is_one_line_error(capsys):
     assert _run("--demo", "--headless", "--osc", "nonsense", "--frames", "1") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error:") and "HOST:PORT" in err[-1]
+
+
+def test_decoder_threads_follow_the_overlap():
+    from argparse import Namespace
+
+    from realtime.app import decoder_threads
+
+    assert decoder_threads(Namespace(decoder_threads=None, no_overlap=False)) == 1  # the tracker has the other core
+    assert decoder_threads(Namespace(decoder_threads=None, no_overlap=True)) is None  # the back-end's default
+    assert decoder_threads(Namespace(decoder_threads=3, no_overlap=False)) == 3
+
+
+def test_serial_run_gives_the_same_frames(tmp_path):
+    stats = tmp_path / "serial.json"
+    assert _run("--demo", "--headless", "--as-fast-as-possible", "--no-overlap", "--no-render", "--frames", "30",
+                "--stats", str(stats)) == 0
+    s = json.loads(stats.read_text())
+    assert s["frames"] == 30 and s["found_ratio"] == 1.0 and "decode" in s["stages_ms"]
