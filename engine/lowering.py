@@ -7,9 +7,8 @@ CPU latency at batch 1. `LeanFaceModel` computes the same function (to float32 r
 tests/test_lowering.py) with ~80 nodes, by regrouping the algebra once, when it is built:
 
 - **Encoder**: the input normalisation (x − lm_mean) / lm_scale is folded into the first Linear.
-- **Coarse levels are dense.** Between two ELUs the decoder is affine, and on the coarse meshes the
-  affine maps are small: the first Linear and the coarsest ChebConv become one Gemm; each following
-  (up-sample, ChebConv) pair whose output is small becomes one Gemm as well.
+- **Coarse levels are dense.** Between two ELUs the decoder is affine: the first Linear and the
+  coarsest ChebConv become one Gemm [Z → V·C].
 - **Chebyshev levels as operators.** A ChebConv after an up-sampling U is
   Y = Σ_k T_k(L~) U X Θ_k = A · Z with Z = (X Θ_k)_k stacked by rows (vertex j, order k), and
   A = [T_k(L~) U]_k a fixed [V, V_in·K] matrix. Medium meshes (≤ `DENSE_MAX_VERTICES`) use A dense
@@ -42,7 +41,6 @@ from torch import nn
 from engine.chebconv import ChebConv
 
 DENSE_MAX_VERTICES = 256  # levels up to this size use dense operators
-GEMM_MAX_OUTPUTS = 2048  # (up-sample, ChebConv) pairs with at most V·C outputs become one Gemm
 PATCH_VERTICES = 52  # target patch size of blocked operators
 LOWERING_VERSION = 2  # stored in the ONNX metadata; bump when the exported graph's form changes
 
@@ -325,15 +323,19 @@ def _check_activations(model: nn.Module) -> None:
         raise ValueError(f"lowering supports ELU activations only, found {sorted(a.__name__ for a in acts)}")
 
 
-def _flat_affine(conv: ChebConv, up: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
-    """(optional up-sampling, ChebConv) as an affine map on row-major flattened [V,C] samples:
-    (W [V·out, V_in·in], b [V·out])."""
-    theta, bias = _cheb_weights(conv)
-    a = chebyshev_operator(laplacian_matrix(conv), conv.K, up).toarray()  # [V, V_in·K], col j·K + o
-    v, vin, k = a.shape[0], a.shape[1] // conv.K, conv.K
-    th = theta.reshape(conv.in_channels, k, conv.out_channels)  # [in, K, out]
-    w = np.einsum("ijo,cod->idjc", a.reshape(v, vin, k), th).reshape(v * conv.out_channels, vin * conv.in_channels)
-    return w, np.tile(bias, v)
+def _fold_into_first_conv(fc: nn.Linear, conv: ChebConv) -> tuple[np.ndarray, np.ndarray]:
+    """fc (Z → V·C_in, row-major [V,C_in]) then the coarsest ChebConv as one affine map on the latent:
+    (W [V·C_out, Z], b [V·C_out]). The conv is applied to fc's Z weight columns and to its bias, so
+    nothing of size (V·C)² is formed, whatever the widths."""
+    w_fc, b_fc = _wb(fc)
+    v, cin = conv.num_vertices, conv.in_channels
+    theta, bias = _cheb_weights(conv)  # [in, K·out], column o·out + c
+    a = chebyshev_operator(laplacian_matrix(conv), conv.K)  # [V, V·K], column j·K + o
+    x = np.concatenate([w_fc.T, b_fc[None]]).reshape(-1, v, cin)  # Z+1 inputs [V, C_in]
+    z = (x @ theta).reshape(len(x), v, conv.K, conv.out_channels).reshape(len(x), v * conv.K, conv.out_channels)
+    y = np.stack([a @ zi for zi in z]).reshape(len(x), -1)  # [Z+1, V·out]
+    y[-1] += np.tile(bias, v)
+    return y[:-1].T, y[-1]
 
 
 def _check_constant_preserving(a: sp.csr_matrix, k: int) -> None:
@@ -353,9 +355,7 @@ def _lower_decoder(dec: nn.Module, patch_vertices: int) -> list[nn.Module]:
     for u in reversed(up_mats):
         positions.insert(0, coarse_positions(positions[0], u))
     # fc then the coarsest ChebConv: one Gemm
-    w_c, b_c = _flat_affine(convs[0], None)
-    w_fc, b_fc = _wb(dec.fc)
-    stages: list[nn.Module] = [Gemm(w_c @ w_fc, w_c @ b_fc + b_c), nn.ELU(),
+    stages: list[nn.Module] = [Gemm(*_fold_into_first_conv(dec.fc, convs[0])), nn.ELU(),
                                ToVertexMajor(sizes[0], convs[0].out_channels)]
     layout = Layout.identity(sizes[0])
     layers = [(c, 1.0) for c in convs[1:]] + [(dec.head, float(dec.offset_scale))]

@@ -189,6 +189,27 @@ def _gl_call(name: str, *args: int) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def _gl_waiting_library() -> ctypes.CDLL | None:
+    """The same GL library loaded as a CDLL, for calls that *wait* (glFinish): ctypes releases the GIL
+    around CDLL calls, so while Mesa's llvmpipe threads finish the frame the tracker's thread runs on."""
+    for name in ("libOpenGL.so.0", "libGL.so.1", "libGL.so"):
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+def _gl_finish() -> None:
+    """glFinish on the current context without holding the GIL (a no-op without the library: the
+    read-back that follows then waits inside moderngl instead)."""
+    library = _gl_waiting_library()
+    function = getattr(library, "glFinish", None) if library is not None else None
+    if function is not None:
+        function()
+
+
 def _gl_flush() -> None:
     """glFlush on the current context: queued GL work starts now, nothing waits (a no-op without the library)."""
     _gl_call("glFlush")
@@ -575,6 +596,7 @@ class Renderer:
         if self._released:
             raise RuntimeError("read_rgb() on a released Renderer")
         self._activate()
+        _gl_finish()  # wait for the raster threads with the GIL released; the read below is then a copy
         # RGBA reads are the fast path on Mesa (RGB makes it repack on the CPU); the rows are already
         # top first, so one channel shuffle remains.
         self.fbo.read_into(self._read_buf, components=4, alignment=1)
