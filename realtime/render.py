@@ -165,23 +165,28 @@ def image_to_ndc(image_wh: tuple[int, int], mirror: bool = False) -> tuple[float
     return 2.0 * m / w, -2.0 / h, -m, 1.0
 
 
-@functools.lru_cache(maxsize=1)
-def _gl_library() -> ctypes.PyDLL | None:
-    """The system's GL library, for the two calls moderngl does not expose (glFlush, and
+GL_LIBRARIES = ("libOpenGL.so.0", "libGL.so.1", "libGL.so")
+
+
+@functools.lru_cache(maxsize=2)
+def _gl_library(releases_gil: bool = False) -> ctypes.CDLL | None:
+    """The system's GL library, for the calls moderngl does not expose (glFlush, glFinish, and
     glBlitFramebuffer with rectangles), or None where none can be loaded (then they are skipped or
-    replaced). Through GLVND (libOpenGL) calls act on whichever context is current. Loaded as a PyDLL:
-    calls keep the GIL (they return at once), so other Python threads get no hand-off point here."""
-    for name in ("libOpenGL.so.0", "libGL.so.1", "libGL.so"):
+    replaced). Through GLVND (libOpenGL) calls act on whichever context is current. As a PyDLL
+    (default) calls keep the GIL, right for calls that return at once; as a CDLL (releases_gil) ctypes
+    releases the GIL around them, for calls that wait, so the tracker's thread runs on meanwhile."""
+    loader = ctypes.CDLL if releases_gil else ctypes.PyDLL
+    for name in GL_LIBRARIES:
         try:
-            return ctypes.PyDLL(name)
+            return loader(name)
         except OSError:
             continue
     return None
 
 
-def _gl_call(name: str, *args: int) -> bool:
+def _gl_call(name: str, *args: int, releases_gil: bool = False) -> bool:
     """Call the GL entry point `name` (integer arguments) on the current context; False if unavailable."""
-    library = _gl_library()
+    library = _gl_library(releases_gil)
     function = getattr(library, name, None) if library is not None else None
     if function is None:
         return False
@@ -189,25 +194,10 @@ def _gl_call(name: str, *args: int) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=1)
-def _gl_waiting_library() -> ctypes.CDLL | None:
-    """The same GL library loaded as a CDLL, for calls that *wait* (glFinish): ctypes releases the GIL
-    around CDLL calls, so while Mesa's llvmpipe threads finish the frame the tracker's thread runs on."""
-    for name in ("libOpenGL.so.0", "libGL.so.1", "libGL.so"):
-        try:
-            return ctypes.CDLL(name)
-        except OSError:
-            continue
-    return None
-
-
 def _gl_finish() -> None:
-    """glFinish on the current context without holding the GIL (a no-op without the library: the
+    """glFinish on the current context with the GIL released (skipped without the library: the
     read-back that follows then waits inside moderngl instead)."""
-    library = _gl_waiting_library()
-    function = getattr(library, "glFinish", None) if library is not None else None
-    if function is not None:
-        function()
+    _gl_call("glFinish", releases_gil=True)
 
 
 def _gl_flush() -> None:

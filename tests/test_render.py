@@ -495,7 +495,7 @@ def test_blit_to_another_framebuffer_is_upright(ctx, sphere, monkeypatch, direct
     """blit_to into a y-up framebuffer (as a window's): the same pixels at the same size, a filtered copy
     at half size; by a flipped framebuffer blit, or by the textured quad where GL cannot be called directly."""
     if not direct_gl:
-        monkeypatch.setattr(render_module, "_gl_call", lambda name, *args: False)
+        monkeypatch.setattr(render_module, "_gl_call", lambda name, *args, **kwargs: False)
     image = np.random.default_rng(7).integers(0, 255, (H, W, 3), dtype=np.uint8)
     r = Renderer(ctx, W, H, sphere[1])
     tw, th = W + 40, H + 20
