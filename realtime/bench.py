@@ -191,6 +191,10 @@ def plot(result: dict, path: Path) -> None:
         if vals.any():
             ax.bar(labels, vals, bottom=bottom, label=st)
             bottom += vals
+    # the frame period: in overlapped modes the tracker runs beside the other stages, so the stacked
+    # stage times exceed it
+    periods = [1000.0 / s["fps"] if s["fps"] else 0.0 for e in result["sizes"].values() for s in e["modes"].values()]
+    ax.scatter(labels, periods, marker="_", s=900, color="black", zorder=3, label="frame period (1000/FPS)")
     m = result["machine"]
     ax.set_ylabel("ms per frame (median)")
     ax.set_title(f"facemesh-live pipeline, {m['cpu']} ({m['cores']} cores), GPU {m['gpu']}, "

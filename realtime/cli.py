@@ -20,6 +20,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=30, help="frames dropped before measuring")
     p.add_argument("--decoder-backends", default="all", help="comma list of back-ends for --decoder, or all")
     p.add_argument("--batches", default="1,64,1024,4096", help="decoder batch sizes")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for --decoder (default: all cores)")
 
 
 def add_listen_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,7 +50,9 @@ def dispatch(args: argparse.Namespace) -> int:
             from engine.bench_decoder import run_decoder_bench
 
             batches = [int(b) for b in args.batches.split(",")]
-            result["decoder"] = run_decoder_bench(args.decoder_backends, batches)
+            if args.threads is not None and args.threads < 1:
+                raise UserError("--threads must be at least 1")
+            result["decoder"] = run_decoder_bench(args.decoder_backends, batches, threads=args.threads)
             result.setdefault("machine", bench.machine_info())
         bench.write(result, args.json, args.plot if "sizes" in result else None)
         return 0
