@@ -9,10 +9,17 @@
 plus a diagonal term: no sparse ops, no data-dependent shapes, so the layer exports to ONNX
 (Gather, Mul, ReduceSum, MatMul) and TensorRT. Numerically identical to
 `torch_geometric.nn.ChebConv(in, out, K, normalization="sym")` with lambda_max=2 (tests/test_chebconv.py).
+
+Training uses a second, equivalent form (`ChebConv.forward_vertex_major`): activations laid out
+vertex-major [V,B,C], so that L~ is one sparse CSR matmul on the contiguous [V, B·C] view, through
+`CSROperator` (L~ and its transpose precomputed, a custom autograd Function: no per-step transpose,
+sort or permute). Same parameters, same numbers to float32 rounding (tests/test_chebconv.py); it is
+never used by eval, export or inference.
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -70,8 +77,7 @@ class ChebConv(nn.Module):
         self._padded = (torch.as_tensor(idx, dtype=torch.long), torch.as_tensor(w), torch.as_tensor(dg))
         self.weight = nn.Parameter(torch.empty(K, in_channels, out_channels))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.sparse_training = False  # see `sparse_apply`; never used by eval, export or inference
-        self._sparse: torch.Tensor | None = None
+        self._operators: dict[int, CSROperator] = {}  # training only: `forward_channel_major`
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -89,8 +95,6 @@ class ChebConv(nn.Module):
         Exported, this is Mul, Concat, Gather and Add only — the forms ONNX Runtime and TensorRT run
         fastest (a [B,V,D,C] gather with a broadcast multiply and ReduceSum was 4× slower in ORT).
         """
-        if self.sparse_training and self.training:
-            return sparse_apply(self._sparse_operator(), x)
         y = x * self.row_scale
         y = torch.cat([y, torch.zeros_like(y[:, :1])], dim=1)
         acc = y.index_select(1, self.nbr_0)
@@ -99,14 +103,8 @@ class ChebConv(nn.Module):
         out = acc * self.out_scale
         return out + self.diag * x if self.has_diag else out
 
-    def _sparse_operator(self) -> torch.Tensor:
-        if self._sparse is None:
-            idx, w, dg = self._padded
-            self._sparse = sparse_from_padded(idx, w, dg, self.num_vertices)
-        return self._sparse
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.out_channels < self.in_channels and self.K > 1:
+        if self.uses_clenshaw:
             out = self._forward_clenshaw(x)
         else:
             out = self._forward_recurrence(x)
@@ -133,6 +131,56 @@ class ChebConv(nn.Module):
         for k in range(self.K - 2, 0, -1):
             b1, b2 = z[:, :, k] + 2.0 * self.laplacian(b1) - b2, b1
         return z[:, :, 0] + self.laplacian(b1) - b2
+
+    def operator(self, channels: int) -> "CSROperator":
+        """I_channels ⊗ L~: L~ on each of `channels` stacked [V,·] planes, as a `CSROperator`
+        [channels·V, channels·V] (built once per channel count, cached; not a buffer, not saved)."""
+        op = self._operators.get(channels)
+        if op is None:
+            idx, w, dg = self._padded
+            op = CSROperator(sparse_from_padded(idx, w, dg, self.num_vertices), channels)
+            self._operators[channels] = op
+        return op
+
+    @property
+    def uses_clenshaw(self) -> bool:
+        """Whether the layer sums by Clenshaw's recurrence on its (fewer) output channels."""
+        return self.out_channels < self.in_channels and self.K > 1
+
+    def forward_channel_major(self, x: torch.Tensor) -> torch.Tensor:
+        """The same layer on channel-major activations: x [in,V,B] → [out,V,B] (the training path).
+
+        Equal to `forward(x.permute(2, 1, 0)).permute(2, 1, 0)` to float32 rounding. Each channel is
+        a contiguous [V,B] plane, so L~ is one CSR matmul (I_C ⊗ L~) on the [C·V, B] view, the
+        Chebyshev recurrence (or Clenshaw's) one autograd node with a hand-written adjoint
+        (`CSROperator.chebyshev_terms` / `.clenshaw`), and the channel mixing one wide matmul
+        Θᵀ [out, K·in] @ [K·in, V·B] with the bias fused in.
+        """
+        if self.uses_clenshaw:
+            return self.propagate_mixed(self.mix_channel_major(x))
+        cin, v, b = x.shape
+        k, cout = self.K, self.out_channels
+        terms = self.operator(cin).chebyshev_terms(x, k)  # [K,in,V,B]
+        out = torch.addmm(self._bias(x)[:, None], self.weight.reshape(k * cin, cout).t(),
+                          terms.reshape(k * cin, v * b))
+        return out.reshape(cout, v, b)
+
+    def mix_channel_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Z_k = Θ_kᵀ X for every k in one matmul, the bias added to Z_0 (T_0 = I): x [in,V,B] →
+        z [K,out,V,B]; `propagate_mixed(z)` = Σ_k T_k(L~) Z_k completes the layer. Mixing is
+        per-vertex, so it commutes with per-vertex linear maps such as up-sampling."""
+        cin, v, b = x.shape
+        k, cout = self.K, self.out_channels
+        wt = self.weight.transpose(1, 2).reshape(k * cout, cin)
+        zb = torch.cat([self._bias(x), x.new_zeros((k - 1) * cout)])[:, None]
+        return torch.addmm(zb, wt, x.reshape(cin, v * b)).reshape(k, cout, v, b)
+
+    def propagate_mixed(self, z: torch.Tensor) -> torch.Tensor:
+        """Σ_k T_k(L~) Z_k by Clenshaw's recurrence (one autograd node): z [K,out,V,B] → [out,V,B]."""
+        return self.operator(z.shape[1]).clenshaw(z)
+
+    def _bias(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias if self.bias is not None else x.new_zeros(self.out_channels)
 
     def load_from_pyg(self, conv) -> None:
         """Copy Θ_k and the bias from a `torch_geometric.nn.ChebConv` of the same shape."""
@@ -165,20 +213,144 @@ def sparse_from_padded(idx: torch.Tensor, weight: torch.Tensor, diag: torch.Tens
         cols = torch.cat([cols, torch.arange(v)])
         vals = torch.cat([vals, diag])
     keep = vals != 0
-    coo = torch.sparse_coo_tensor(torch.stack([rows[keep], cols[keep]]), vals[keep], (v, num_cols))
-    return coo.coalesce().to_sparse_csr()
+    coo = torch.sparse_coo_tensor(torch.stack([rows[keep], cols[keep]]), vals[keep], (v, num_cols),
+                                  check_invariants=True)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": we use mm/addmm only (tested)
+        warnings.simplefilter("ignore", UserWarning)
+        return coo.coalesce().to_sparse_csr()
 
 
-def sparse_apply(op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """op [Vo,Vi] sparse CSR applied to x [B,Vi,C] → [B,Vo,C].
+def block_diagonal(a: torch.Tensor, copies: int) -> torch.Tensor:
+    """I_copies ⊗ A: `copies` copies of the sparse matrix A [R,C] on the diagonal → sparse CSR
+    [copies·R, copies·C] (applied to a [copies·C, N] stack of planes, it maps each plane by A)."""
+    coo = (a if a.layout == torch.sparse_coo else a.to_sparse_coo()).coalesce()
+    (r, c), vals = coo.indices(), coo.values()
+    nr, nc = coo.shape
+    k = torch.arange(copies).repeat_interleave(len(vals))
+    rows, cols = r.repeat(copies) + k * nr, c.repeat(copies) + k * nc
+    out = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals.repeat(copies), (copies * nr, copies * nc),
+                                  check_invariants=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return out.coalesce().to_sparse_csr()
 
-    Training-only fast path: on a CPU a CSR matmul reads each input row once, where the padded
-    gather materialises [B,V,D,C]. The numbers are the same (tests/test_chebconv.py); export and
-    inference always use the gather form, which ONNX and TensorRT support.
+
+def _csr32(a: torch.Tensor) -> torch.Tensor:
+    """A sparse matrix as CSR with int32 indices (what the CPU kernel takes without a per-call copy)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        csr = a if a.layout == torch.sparse_csr else a.to_sparse_coo().coalesce().to_sparse_csr()
+        return torch.sparse_csr_tensor(csr.crow_indices().to(torch.int32), csr.col_indices().to(torch.int32),
+                                       csr.values(), tuple(csr.shape), check_invariants=True)
+
+
+def chebyshev_terms_csr(a: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
+    """T_0(A) x … T_{k−1}(A) x stacked → [k,R,N] for CSR A [R,R] and x [R,N] (no autograd).
+    T_0 = x, T_1 = A x, T_j = 2 A T_{j−1} − T_{j−2}; each term is one addmm written in place."""
+    t = x.new_empty(k, *x.shape)
+    t[0].copy_(x)
+    if k > 1:
+        torch.addmm(t[0], a, x, beta=0.0, out=t[1])
+    for j in range(2, k):
+        torch.addmm(t[j - 2], a, t[j - 1], beta=-1.0, alpha=2.0, out=t[j])
+    return t
+
+
+def clenshaw_csr(a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Σ_k T_k(A) z_k for CSR A [R,R] and z [k,R,N] → [R,N] by Clenshaw's recurrence (no autograd):
+    b_k = z_k + 2 A b_{k+1} − b_{k+2} (k = K−1…1), result z_0 + A b_1 − b_2."""
+    k = z.shape[0]
+    if k == 1:
+        return z[0].clone()
+    b1, b2 = z[k - 1], None
+    for j in range(k - 2, 0, -1):
+        nxt = torch.addmm(z[j], a, b1, alpha=2.0)
+        b1, b2 = (nxt if b2 is None else nxt.sub_(b2)), b1
+    out = torch.addmm(z[0], a, b1)
+    return out if b2 is None else out.sub_(b2)
+
+
+class _CSRMatmul(torch.autograd.Function):
+    """y = A x for a constant CSR matrix A [Ro,Ri], dense x [Ri,N]; ∂x = Aᵀ ∂y with Aᵀ precomputed."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, a: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        ctx.at = at
+        return torch.addmm(x.new_empty(a.shape[0], x.shape[1]), a, x, beta=0.0)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        g = g.contiguous()
+        return torch.addmm(g.new_empty(ctx.at.shape[0], g.shape[1]), ctx.at, g, beta=0.0), None, None
+
+
+class _ChebyshevTerms(torch.autograd.Function):
+    """x [R,N] → (T_j(A) x)_j [k,R,N]. Linear in x, so nothing is saved: its adjoint is
+    ∂x = Σ_j T_j(Aᵀ) ∂T_j, i.e. Clenshaw's recurrence with Aᵀ."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, a: torch.Tensor, at: torch.Tensor, k: int) -> torch.Tensor:
+        ctx.at = at
+        return chebyshev_terms_csr(a, x, k)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        return clenshaw_csr(ctx.at, g.contiguous()), None, None, None
+
+
+class _Clenshaw(torch.autograd.Function):
+    """z [k,R,N] → Σ_j T_j(A) z_j [R,N]. Linear in z: ∂z_j = T_j(Aᵀ) ∂y, the three-term
+    recurrence with Aᵀ (`chebyshev_terms_csr`)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, a: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        ctx.at, ctx.k = at, z.shape[0]
+        return clenshaw_csr(a, z)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        return chebyshev_terms_csr(ctx.at, g.contiguous(), ctx.k), None, None
+
+
+class CSROperator:
+    """I_copies ⊗ A for a constant sparse matrix A [Vo,Vi]: A applied to each of `copies` planes,
+    x [copies,Vi,...] → [copies,Vo,...] (the training path's graph operator).
+
+    The planes are one contiguous [copies·Vi, N] matrix (N = the trailing dims, e.g. the batch of a
+    channel-major activation [C,V,B]), so no permute is needed. The block-diagonal matrix and its
+    transpose are both stored as CSR with int32 indices, built once: backward neither transposes
+    nor sorts, and the CPU kernel takes the indices without a per-call copy. On a CPU a CSR matmul
+    reads each input row once, where the padded gather materialises every neighbour slot. Export
+    and inference never use it (ONNX has no sparse ops).
     """
-    b, vi, c = x.shape
-    xt = x.permute(1, 0, 2).reshape(vi, b * c)
-    return (op @ xt).reshape(op.shape[0], b, c).permute(1, 0, 2)
+
+    def __init__(self, a: torch.Tensor, copies: int = 1) -> None:
+        if copies < 1:
+            raise ValueError("copies must be at least 1")
+        self.copies = copies
+        self.vo, self.vi = (int(n) for n in a.shape)
+        big = block_diagonal(a, copies)
+        self.a, self.at = _csr32(big), _csr32(big.to_sparse_coo().t().coalesce())
+
+    def _rows(self, x: torch.Tensor, v: int, lead: int = 0) -> torch.Tensor:
+        if tuple(x.shape[lead:lead + 2]) != (self.copies, v):
+            raise ValueError(f"operator takes [{self.copies},{v},...] planes, got {tuple(x.shape)}")
+        return x.contiguous().reshape(*x.shape[:lead], self.copies * v, -1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """A x per plane: x [copies,Vi,...] → [copies,Vo,...]."""
+        y = _CSRMatmul.apply(self._rows(x, self.vi), self.a, self.at)
+        return y.reshape(self.copies, self.vo, *x.shape[2:])
+
+    def chebyshev_terms(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """(T_j(A) x)_{j<k} for square A: x [copies,V,...] → [k,copies,V,...] (differentiable)."""
+        t = _ChebyshevTerms.apply(self._rows(x, self.vi), self.a, self.at, k)
+        return t.reshape(k, *x.shape)
+
+    def clenshaw(self, z: torch.Tensor) -> torch.Tensor:
+        """Σ_j T_j(A) z_j for square A: z [k,copies,V,...] → [copies,V,...] (differentiable)."""
+        y = _Clenshaw.apply(self._rows(z, self.vi, lead=1), self.a, self.at)
+        return y.reshape(*z.shape[1:])
 
 
 def edge_index_from_neighbours(nbr_idx: np.ndarray, nbr_mask: np.ndarray) -> torch.Tensor:

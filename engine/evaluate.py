@@ -31,8 +31,9 @@ from engine.augment import AugmentConfig, tracker_like_landmarks
 from engine.baselines import PCABaseline, RidgeBaseline, RidgeDesign
 from engine.checkpoint import CHECKPOINT_PATH, checkpoint_info, load_face_model
 from engine.errors import UserError
-from engine.model import FaceModel
-from engine.train import HeadData, Pool, edges_of, make_pool
+from engine.hierarchy import load_hierarchy
+from engine.model import FaceModel, ModelConfig
+from engine.train import HeadData, Pool, TrainConfig, edges_of, make_pool, train
 
 EVAL_SEED = 1_000_003
 KEYS = ("mean_mm", "p95_mm", "head_mean_mm", "expr_mae")
@@ -219,25 +220,34 @@ def pca_spectrum_table(data: HeadData, n_train: int = 20000, n_test: int = 1000,
     return rows
 
 
-def training_study(variants: list[dict], steps: int, n: int = 400, pool_size: int = 20000, threads: int = 1,
-                   seed: int = 0) -> list[dict]:
-    """Short training runs that differ by `variants` ({"latent": k, "edge_weight": w, ...} overrides
-    of TrainConfig / ModelConfig.latent), each evaluated without baselines on `n` held-out heads.
-    Rows: the variant, steps, steps_per_second and the gcnn metrics (mean_mm, lap_mm, jitter_mm …)."""
-    from engine.hierarchy import load_hierarchy
-    from engine.model import ModelConfig
-    from engine.train import TrainConfig, train
+MODEL_KEYS = ("latent", "channels", "K", "encoder_hidden", "expression_hidden")
 
+
+def study_config(variant: dict, steps: int, pool_size: int, threads: int, seed: int) -> TrainConfig:
+    """The TrainConfig of one study variant: keys of `ModelConfig` (MODEL_KEYS) go to the model,
+    everything else overrides TrainConfig's defaults (so a variant {} is the shipped recipe, shortened)."""
+    model = ModelConfig.from_dict({**TrainConfig().model.to_dict(),
+                                   **{k: v for k, v in variant.items() if k in MODEL_KEYS}})
+    train_kw = {k: v for k, v in variant.items() if k not in MODEL_KEYS}
+    return TrainConfig(**{"steps": steps, "pool": pool_size, "seed": seed, "threads": threads, "model": model,
+                          **train_kw})
+
+
+def training_study(variants: list[dict], steps: int, n: int = 1000, pool_size: int = 20000, threads: int = 1,
+                   seed: int = 0) -> list[dict]:
+    """Short training runs that differ by `variants` (overrides of TrainConfig and ModelConfig fields,
+    e.g. {"edge_weight": 1}, {"face_weight": 4}, {"channels": [32, 32, 32, 32, 64]}), each evaluated
+    without baselines on `n` held-out heads. Rows: the variant, steps, steps_per_second, train_seconds
+    and the gcnn metrics (mean_mm, p95_mm, head_mean_mm, lap_mm, jitter_mm, expr_mae …)."""
     data, h = HeadData.load(), load_hierarchy()
     pool = make_pool(data, pool_size, seed)
     rows = []
     for v in variants:
-        kw = {k: val for k, val in v.items() if k != "latent"}
-        cfg = TrainConfig(steps=steps, pool=pool_size, seed=seed, threads=threads,
-                          model=ModelConfig(latent=int(v.get("latent", 32))), **kw)
+        cfg = study_config(v, steps, pool_size, threads, seed)
         res = train(cfg, progress=False, save=False, data=data, hierarchy=h, pool=pool)
         ev = evaluate(res.model, n=n, data=data, train_seed=seed, baselines=False, jitter_heads=min(n, 40))
-        rows.append({**v, "steps": steps, "steps_per_second": res.info["steps_per_second"], **ev["gcnn"]})
+        rows.append({**v, "steps": cfg.steps, "steps_per_second": res.info["steps_per_second"],
+                     "train_seconds": res.info["train_seconds"], **ev["gcnn"]})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -248,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=CHECKPOINT_PATH)
     p.add_argument("--json", type=Path, default=None)
-    p.add_argument("-n", "--samples", type=int, default=2000)
+    p.add_argument("-n", "--samples", type=int, default=None, help="held-out heads (eval 2000, study 1000)")
     p.add_argument("--train-samples", type=int, default=20000)
     p.add_argument("--spectrum", action="store_true", help="PCA spectrum of the training vertices")
     p.add_argument("--study", nargs=2, metavar=("STEPS", "VARIANTS_JSON"),
@@ -256,14 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.spectrum or args.study:
         rows = (pca_spectrum_table(HeadData.load()) if args.spectrum
-                else training_study(json.loads(args.study[1]), int(args.study[0])))
+                else training_study(json.loads(args.study[1]), int(args.study[0]), n=args.samples or 1000))
         if args.spectrum:
             for r in rows:
                 print(json.dumps(r))
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
         return 0
-    result = evaluate(args.model, n=args.samples, n_train=args.train_samples)
+    result = evaluate(args.model, n=args.samples or 2000, n_train=args.train_samples)
     print(format_table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

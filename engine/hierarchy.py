@@ -52,13 +52,23 @@ class MeshHierarchy:
         return [len(v) for v in self.vertices]
 
     def topology_hash(self) -> str:
-        """sha256 of every integer array (triangles and index arrays) and the up-sampling weights."""
+        """sha256 of the triangles, neighbour lists, down-sampling indices and up-sampling *operators*.
+
+        The up-sampling enters as the linear map it is (`up_operator`: per fine vertex, the sorted
+        coarse vertices with non-zero weight, weights rounded to 1e-5), not as the raw (idx, w) rows:
+        a fine vertex that sits on a coarse vertex or edge is equally the closest point of several
+        coarse triangles, and which one the closest-point search returns depends on the CPU's
+        floating-point kernels (numpy's AVX-512 and AVX2 paths pick differently). The same operator
+        gives the same model, so it gets the same hash."""
         h = hashlib.sha256()
-        for arrays in (self.triangles, self.nbr_idx, self.down_idx, self.up_idx):
+        for arrays in (self.triangles, self.nbr_idx, self.down_idx):
             for a in arrays:
                 h.update(np.ascontiguousarray(a, dtype=np.int32).tobytes())
-        for w in self.up_w:
-            h.update(np.round(np.asarray(w, dtype=np.float64), 5).astype(np.float32).tobytes())
+        for lvl in range(self.num_levels - 1):
+            indptr, cols, vals = up_operator(self.up_idx[lvl], self.up_w[lvl])
+            h.update(np.int64(len(self.vertices[lvl + 1])).tobytes())
+            for a in (indptr.astype(np.int32), cols.astype(np.int32), vals.astype(np.float32)):
+                h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
 
 
@@ -101,6 +111,24 @@ def decimate(vertices: np.ndarray, triangles: np.ndarray, factor: float) -> tupl
     _, first = np.unique(np.sort(faces, axis=1), axis=0, return_index=True)
     faces = faces[np.sort(first)]
     return kept, faces.astype(np.int32)
+
+
+def up_operator(idx: np.ndarray, w: np.ndarray, decimals: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Canonical CSR form of one up-sampling step: fine = U @ coarse with U[v, idx[v,j]] += w[v,j].
+
+    idx, w [V_f,3] → (indptr [V_f+1], cols, vals): per row the coarse vertices sorted, repeated
+    ones merged, weights rounded to `decimals` and zeros dropped. Two (idx, w) arrays that describe
+    the same interpolation give the same three arrays."""
+    idx = np.asarray(idx, dtype=np.int64)
+    w = np.asarray(w, dtype=np.float64)
+    rows = np.repeat(np.arange(len(idx)), idx.shape[1])
+    key = rows * (int(idx.max(initial=0)) + 1) + idx.ravel()
+    uniq, inverse = np.unique(key, return_inverse=True)
+    summed = np.round(np.bincount(inverse, weights=w.ravel(), minlength=len(uniq)), decimals)
+    keep = summed != 0.0
+    urow, ucol = np.divmod(uniq[keep], int(idx.max(initial=0)) + 1)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(urow, minlength=len(idx)))])
+    return indptr, ucol, summed[keep]
 
 
 def upsample_weights(fine: np.ndarray, coarse: np.ndarray, coarse_tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

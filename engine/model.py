@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.chebconv import ChebConv, sparse_apply, sparse_from_padded
+from engine.chebconv import ChebConv, CSROperator, sparse_from_padded
 from engine.hierarchy import MeshHierarchy, topology_hash  # noqa: F401  (re-exported)
 
 NUM_LANDMARKS = 468
@@ -30,7 +30,7 @@ class ModelConfig:
     """Architecture. `channels[l]` is the feature width on hierarchy level l (0 = full mesh)."""
 
     latent: int = 32
-    channels: tuple[int, ...] = (16, 16, 32, 32, 64)
+    channels: tuple[int, ...] = (16, 16, 64, 128, 256)  # wide coarse levels: docs/training.md
     K: int = 6
     encoder_hidden: tuple[int, ...] = (512, 256)
     expression_hidden: int = 128
@@ -61,16 +61,19 @@ class UpSample(nn.Module):
             self.register_buffer(f"idx_{k}", torch.as_tensor(idx[:, k], dtype=torch.long), persistent=False)
             self.register_buffer(f"w_{k}", torch.as_tensor(w[:, k]).reshape(-1, 1), persistent=False)
         self._padded = (torch.as_tensor(idx, dtype=torch.long), torch.as_tensor(w))
-        self.sparse_training = False
-        self._sparse: torch.Tensor | None = None
+        self._operators: dict[tuple[int, int], CSROperator] = {}  # training only: `forward_channel_major`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.sparse_training and self.training:
-            if self._sparse is None:
-                self._sparse = sparse_from_padded(*self._padded, None, x.shape[1])
-            return sparse_apply(self._sparse, x)
         return (x.index_select(1, self.idx_0) * self.w_0 + x.index_select(1, self.idx_1) * self.w_1
                 + x.index_select(1, self.idx_2) * self.w_2)
+
+    def forward_channel_major(self, x: torch.Tensor) -> torch.Tensor:
+        """The same map on channel-major activations, x [C,Vc,B] → [C,Vf,B], as one CSR matmul
+        (I_C ⊗ U on the [C·Vc, B] view; the training path)."""
+        key = (x.shape[0], x.shape[1])
+        if key not in self._operators:
+            self._operators[key] = CSROperator(sparse_from_padded(*self._padded, None, key[1]), key[0])
+        return self._operators[key](x)
 
 
 def _cheb(h: MeshHierarchy, level: int, cin: int, cout: int, K: int) -> ChebConv:
@@ -135,6 +138,28 @@ class Decoder(nn.Module):
             x = up(self.act(conv(x)))
         return self.head(x) * self.offset_scale + self.mean_vertices
 
+    def forward_channel_major(self, z: torch.Tensor) -> torch.Tensor:
+        """Training path: latent [B,Z] → vertices *channel-major* [3,V,B] mm, the same function as
+        `forward` (`forward(z) ≈ forward_channel_major(z).permute(2, 1, 0)`, tests/test_model.py),
+        with activations kept [C,V,B] between layers: every graph op is a CSR matmul and every
+        channel mixing a wide matmul, with no permutes (ChebConv.forward_channel_major). When the
+        head sums by Clenshaw (3 < C_0 channels), its mixing Z_k = Θ_kᵀ X is done *before* the last
+        up-sampling (per-vertex linear maps commute: U(X) Θ = U(X Θ)), on 4× fewer vertices."""
+        x = self.fc(z).reshape(z.shape[0], self.coarse_vertices, self.coarse_channels).permute(2, 1, 0)
+        last = len(self.convs) - 1
+        for i, (conv, up) in enumerate(zip(self.convs, self.ups)):
+            x = self.act(conv.forward_channel_major(x))
+            if i == last and self.head.uses_clenshaw:
+                zk = self.head.mix_channel_major(x)  # [K,3,V_1,B]
+                k, c, _, b = zk.shape
+                zk = up.forward_channel_major(zk.reshape(k * c, -1, b)).reshape(k, c, -1, b)
+                out = self.head.propagate_mixed(zk)
+                break
+            x = up.forward_channel_major(x)
+        else:
+            out = self.head.forward_channel_major(x)
+        return out * self.offset_scale + self.mean_vertices.t()[:, :, None]
+
 
 class FaceModel(nn.Module):
     """landmarks [B,468,3] mm → (vertices [B,V,3] mm, expressions [B,52] in [0,1])."""
@@ -160,12 +185,11 @@ class FaceModel(nn.Module):
     def num_vertices(self) -> int:
         return int(self.decoder.mean_vertices.shape[0])
 
-    def use_sparse_training(self, on: bool = True) -> "FaceModel":
-        """Train-mode graph ops as sparse CSR matmuls (same maths, faster on CPU); eval/export unaffected."""
-        for mod in self.modules():
-            if isinstance(mod, (ChebConv, UpSample)):
-                mod.sparse_training = on
-        return self
+    def forward_channel_major(self, landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training path: landmarks [B,468,3] mm → (vertices channel-major [3,V,B] mm, expressions
+        [B,52]); the same function as `forward` (see `Decoder.forward_channel_major`)."""
+        z = self.encoder(landmarks)
+        return self.decoder.forward_channel_major(z), torch.sigmoid(self.expression_head(z))
 
     def decoder_layers(self) -> list[tuple[str, nn.Module]]:
         """`Decoder.layers()`: the decoder's modules in execution order."""

@@ -22,10 +22,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.utils.deterministic
 from tqdm import tqdm
 
 from engine.augment import AugmentConfig, LandmarkSpace, tracker_like_landmarks
 from engine.canonical import load_canonical
+from engine.chebconv import CSROperator
 from engine.checkpoint import CHECKPOINT_PATH, save_checkpoint
 from engine.embedding import Embedding, load_embedding, reference_landmarks
 from engine.errors import UserError
@@ -42,17 +44,18 @@ POOL_CHUNK = 2000  # samples generated per chunk; part of the data's definition 
 class TrainConfig:
     """Training knobs; `steps` is the deterministic length of a run (docs/training.md)."""
 
-    steps: int = 4500  # 2.7–2.8 steps/s on one shared core here: ≈ 28 min with the data (docs/training.md)
-    batch: int = 64
-    lr: float = 3e-3  # one-cycle peak (docs/training.md: 4e-3 > 2e-3 > 8e-3 in 400-step runs)
+    steps: int = 20000  # ≈ 15 steps/s on one core of this machine when idle: ≈ 23 min (docs/training.md)
+    batch: int = 32  # beat 64 and 128 at equal time, 16 was too noisy (docs/training.md)
+    lr: float = 4e-3  # one-cycle peak (docs/training.md: 5e-3 best in 3,000-step runs, 4e-3 at full length)
     seed: int = 0
     pool: int = 60000
-    edge_weight: float = 4.0  # the knee of the noise-vs-detail study (docs/training.md)
+    edge_weight: float = 16.0  # with the Euclidean vertex term (docs/training.md)
     expr_weight: float = 10.0
     expr_loss: str = "bce"  # "bce" (cross-entropy on the sigmoid outputs) | "l1" (stuck at 0: docs/training.md)
-    face_weight: float = 2.0
-    threads: int = 1  # 2 threads on 2 shared cores collapsed to 7 s/step (spinning OpenMP workers)
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(latent=32))
+    face_weight: float = 4.0
+    vertex_loss: str = "euclid"  # "euclid" (per-vertex distance, the eval metric) | "l1" (per coordinate)
+    threads: int = 1  # 2 threads: 1.7× on the idle machine, 3× slower than 1 when it is shared (docs/training.md)
+    model: ModelConfig = field(default_factory=ModelConfig)
     aug: AugmentConfig | None = None  # None: AugmentConfig.from_noise(the measured tracker noise)
     out: Path = CHECKPOINT_PATH
     log_every: int = 50
@@ -64,6 +67,8 @@ class TrainConfig:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(self, name)})")
         if self.lr <= 0 or self.edge_weight < 0 or self.expr_weight < 0:
             raise UserError("--lr must be > 0 and the loss weights ≥ 0")
+        if self.vertex_loss not in ("l1", "euclid"):
+            raise UserError(f"vertex_loss must be l1 or euclid (got {self.vertex_loss!r})")
         if self.expr_loss not in ("l1", "bce"):
             raise UserError(f"--expr-loss must be l1 or bce (got {self.expr_loss!r})")
 
@@ -177,29 +182,97 @@ def build_model(data: HeadData, h: MeshHierarchy, pool: Pool, cfg: ModelConfig) 
     return FaceModel.build(h, cfg, mean_v, offset_scale, lm_mean, lm_scale)
 
 
+def edge_incidence(edges: np.ndarray, num_vertices: int) -> torch.Tensor:
+    """Sparse [E,V] matrix with +1 at (e, i) and −1 at (e, j) for each edge (i, j): (M x)_e = x_i − x_j."""
+    e = torch.as_tensor(np.asarray(edges), dtype=torch.long)
+    n = len(e)
+    rows = torch.arange(n).repeat(2)
+    vals = torch.cat([torch.ones(n), -torch.ones(n)])
+    return torch.sparse_coo_tensor(torch.stack([rows, torch.cat([e[:, 0], e[:, 1]])]), vals, (n, num_vertices),
+                                   check_invariants=True).coalesce()
+
+
+class _L1Mean(torch.autograd.Function):
+    """mean(|x| · w) for x [...] and a constant w broadcastable to x (or None: w = 1).
+
+    The same value and (sub)gradient as `(x.abs() * w).mean()` — ∂x = sign(x) · w · ∂/numel — in
+    one fused backward pass instead of autograd's expand, divide, sign and multiply."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.w = w
+        a = x.abs()
+        return (a.mul_(w) if w is not None else a).mean()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        gx = torch.sign(x).mul_(g / x.numel())
+        return (gx.mul_(ctx.w) if ctx.w is not None else gx), None
+
+
+def l1_mean(x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    """mean(|x| · w) (0-d), with the fused backward of `_L1Mean`; w is a constant (no gradient)."""
+    return _L1Mean.apply(x, w)
+
+
+class _EuclidMean(torch.autograd.Function):
+    """mean over [V,B] of ‖x_{:,v,b}‖ · w_{v,b} for channel-major x [3,V,B] and a constant w [V,1].
+
+    The same value and gradient as `(x.square().sum(0).sqrt() * w).mean()` — ∂x = x · w · ∂ /
+    (‖x‖ · V·B), zero where ‖x‖ = 0 — in one fused backward pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(x, dim=0)  # [V,B]
+        ctx.save_for_backward(x, norm)
+        ctx.w = w
+        return (norm * w).mean()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, norm = ctx.saved_tensors
+        scale = torch.where(norm > 0, ctx.w / norm, 0.0).mul_(g / norm.numel())
+        return x * scale, None
+
+
+def euclid_mean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Weighted mean per-vertex distance (0-d) of channel-major errors x [3,V,B] mm, w [V,1] constant."""
+    return _EuclidMean.apply(x, w)
+
+
 class Loss(torch.nn.Module):
-    """The training loss (module docstring); returns (total, parts dict of floats-as-tensors)."""
+    """The training loss (module docstring) on *channel-major* predictions (`FaceModel.forward_channel_major`).
+
+    forward(pred_v [3,V,B] mm, pred_e [B,52], coeffs [B,C], exprs [B,52]) → (total, parts), parts =
+    {vert_l1_mm, edge_l1_mm, expr_l1} (0-d tensors). Targets are computed channel-major from a
+    re-ordered basis; the edge term is one sparse incidence matmul (I_3 ⊗ M, `edge_incidence`).
+    """
 
     def __init__(self, data: HeadData, cfg: TrainConfig) -> None:
         super().__init__()
-        self.register_buffer("basis", torch.from_numpy(data.basis))
-        self.register_buffer("neutral", torch.from_numpy(data.head.vertices.reshape(-1)))
-        self.register_buffer("edges", torch.from_numpy(edges_of(data.head.triangles)).long())
-        vw = torch.ones(data.head.vertices.shape[0], 1)
+        v = data.head.vertices.shape[0]
+        basis = data.basis.reshape(len(data.basis), v, 3)  # [C,V,3]
+        self.register_buffer("basis_cm", torch.from_numpy(np.ascontiguousarray(basis.transpose(2, 1, 0)).reshape(3 * v, -1)))
+        self.register_buffer("neutral_cm", torch.from_numpy(np.ascontiguousarray(data.head.vertices.T).reshape(3 * v, 1)))
+        self.incidence = CSROperator(edge_incidence(edges_of(data.head.triangles), v), copies=3)
+        vw = torch.ones(v)
         vw[torch.from_numpy(data.head.face_mask)] = cfg.face_weight
-        self.register_buffer("vw", vw / vw.mean())
+        self.register_buffer("vw", (vw / vw.mean()).reshape(1, v, 1))  # [1,V,1]
         self.edge_weight, self.expr_weight, self.expr_loss = cfg.edge_weight, cfg.expr_weight, cfg.expr_loss
+        self.vertex_loss = cfg.vertex_loss
 
     def targets(self, coeffs: torch.Tensor) -> torch.Tensor:
-        """[B,C] → [B,V,3] mm."""
-        return (self.neutral + coeffs @ self.basis).reshape(len(coeffs), -1, 3)
+        """[B,C] → channel-major target vertices [3,V,B] mm."""
+        return torch.addmm(self.neutral_cm, self.basis_cm, coeffs.t()).reshape(3, -1, len(coeffs))
 
     def forward(self, pred_v: torch.Tensor, pred_e: torch.Tensor, coeffs: torch.Tensor,
                 exprs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        d = pred_v - self.targets(coeffs)
-        l_v = (d.abs() * self.vw).mean()
+        d = pred_v - self.targets(coeffs)  # [3,V,B]
+        l_v = euclid_mean(d, self.vw[0]) if self.vertex_loss == "euclid" else l1_mean(d, self.vw)
         # (p_i − p_j) − (t_i − t_j) = d_i − d_j: the edge term is the edge differences of the error
-        l_edge = (d.index_select(1, self.edges[:, 0]) - d.index_select(1, self.edges[:, 1])).abs().mean()
+        l_edge = l1_mean(self.incidence(d))
         l_expr = (pred_e - exprs).abs().mean()
         l_e = l_expr if self.expr_loss == "l1" else torch.nn.functional.binary_cross_entropy(pred_e, exprs)
         total = l_v + self.edge_weight * l_edge + self.expr_weight * l_e
@@ -229,13 +302,18 @@ def train(cfg: TrainConfig, progress: bool = True, save: bool = True, data: Head
     """
     cfg.validate()
     prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    prev_fill = torch.utils.deterministic.fill_uninitialized_memory
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
+    # Deterministic mode also NaN-fills every torch.empty (a debugging aid for reads of uninitialised
+    # memory; 15 % of a step here). Results do not depend on it: every buffer is written before use.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         return _train(cfg, progress, save, data, hierarchy, pool)
     finally:
         torch.use_deterministic_algorithms(prev_det)
+        torch.utils.deterministic.fill_uninitialized_memory = prev_fill
         torch.set_num_threads(prev_threads)
 
 
@@ -247,9 +325,9 @@ def _train(cfg: TrainConfig, progress: bool, save: bool, data: HeadData | None, 
     aug = cfg.aug or data.default_aug()
     pool = pool or make_pool(data, cfg.pool, cfg.seed, aug, progress=progress)
     t_data = time.perf_counter() - t0
-    model = build_model(data, h, pool, cfg.model).use_sparse_training(True)
+    model = build_model(data, h, pool, cfg.model)
     loss_fn = Loss(data, cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)  # one kernel per step (4× the for-loop)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     rng = np.random.default_rng(cfg.seed + 1)
     lms, coeffs, exprs = (torch.from_numpy(a) for a in (pool.landmarks, pool.coeffs, pool.expressions))
@@ -259,8 +337,8 @@ def _train(cfg: TrainConfig, progress: bool, save: bool, data: HeadData | None, 
     bar = tqdm(range(cfg.steps), desc="train", disable=not progress)
     for step in bar:
         idx = torch.from_numpy(rng.integers(0, len(lms), size=cfg.batch))
-        pred_v, pred_e = model(lms[idx])
-        loss, parts = loss_fn(pred_v, pred_e, coeffs[idx], exprs[idx])
+        pred_v, pred_e = model.forward_channel_major(lms.index_select(0, idx))
+        loss, parts = loss_fn(pred_v, pred_e, coeffs.index_select(0, idx), exprs.index_select(0, idx))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -270,7 +348,7 @@ def _train(cfg: TrainConfig, progress: bool, save: bool, data: HeadData | None, 
             history.append(rec)
             bar.set_postfix(v=f"{rec['vert_l1_mm']:.3f}", e=f"{rec['expr_l1']:.4f}")
     t_train = time.perf_counter() - t1
-    model.use_sparse_training(False).eval()
+    model.eval()
     info = {
         "config": _plain({k: v for k, v in asdict(cfg).items() if k not in ("model", "aug")}),
         "model": cfg.model.to_dict(),

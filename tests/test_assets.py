@@ -1,5 +1,5 @@
 """The shipped head space, canonical face and landmark embedding: they load, agree with each other and
-with anatomy, and a rebuild from the sources reproduces them bit for bit."""
+with anatomy, and a rebuild from the sources reproduces them (to floating-point rounding on another CPU)."""
 from __future__ import annotations
 
 import importlib.util
@@ -16,9 +16,16 @@ from engine.embedding import (EMBEDDING_PATH, INNER_LIPS, LEFT_EYE, RIGHT_EYE, c
 from engine.errors import CheckpointError, UserError
 from engine.expressions import EXPRESSION_NAMES
 from engine.headspace import HEAD_PATH, head_vertices, load_head
+from engine.hierarchy import load_hierarchy
 
 MODELS = HEAD_PATH.parent
 SHIPPED = ("head.npz", "canonical_face.npz", "landmark_embedding.npz", "hierarchy.npz")
+# A rebuild on another CPU differs in floating-point rounding (numpy and BLAS pick kernels by CPU) and, for
+# points that lie exactly on a vertex or edge, in which of the equally close triangles gets named: these
+# arrays are compared by the positions and operators they define, the rest directly.
+SAME_UP_TO_TIES = {"landmark_embedding.npz": ("triangle", "vertex_ids", "bary"),
+                   "hierarchy.npz": tuple(f"up_{k}_{i}" for k in ("idx", "w") for i in range(4))}
+FLOAT_ATOL = {"head.npz": 1e-4, "canonical_face.npz": 1e-4, "landmark_embedding.npz": 0.01, "hierarchy.npz": 1e-4}
 
 # MediaPipe landmark ids used below (subject's right = −x, left = +x in the head frame).
 NOSE_TIP, PRONASALE, CHIN, FOREHEAD = 1, 4, 152, 10
@@ -309,8 +316,20 @@ def test_rebuild_reproduces_the_shipped_arrays(tmp_path):
         with np.load(MODELS / name) as shipped, np.load(out / name) as rebuilt:
             assert sorted(shipped.files) == sorted(rebuilt.files), name
             for key in shipped.files:
-                assert shipped[key].dtype == rebuilt[key].dtype, f"{name}:{key}"
-                assert np.array_equal(shipped[key], rebuilt[key]), f"{name}:{key} differs from the rebuild"
+                a, b = shipped[key], rebuilt[key]
+                assert a.dtype == b.dtype and a.shape == b.shape, f"{name}:{key}"
+                if name in SAME_UP_TO_TIES and key in SAME_UP_TO_TIES[name]:
+                    continue  # compared below by what they mean
+                if np.issubdtype(a.dtype, np.floating):  # float kernels differ by CPU (AVX-512 vs AVX2)
+                    assert np.allclose(a, b, rtol=0, atol=FLOAT_ATOL[name]), f"{name}:{key} differs from the rebuild"
+                else:
+                    assert np.array_equal(a, b), f"{name}:{key} differs from the rebuild"
+    # landmarks on an edge or vertex of the head: any of the triangles meeting there is the answer
+    head_v = np.load(MODELS / "head.npz")["vertices"]
+    where = [reference_landmarks(head_v, load_embedding(d / "landmark_embedding.npz")) for d in (MODELS, out)]
+    assert np.linalg.norm(where[0] - where[1], axis=1).max() < 0.01  # mm
+    # fine vertices on a coarse vertex or edge likewise: the up-sampling operators must agree
+    assert load_hierarchy(out / "hierarchy.npz").topology_hash() == load_hierarchy(MODELS / "hierarchy.npz").topology_hash()
     assert summary["head"]["vertices"] == len(load_head().vertices)
     assert (out / "NOTICE").read_text() == (MODELS / "NOTICE").read_text()
     assert Path(CANONICAL_PATH).is_file() and Path(EMBEDDING_PATH).is_file()

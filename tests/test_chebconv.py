@@ -1,11 +1,13 @@
-"""ChebConv ≡ torch_geometric's ChebConv (same weights, same graph), batched ≡ per-sample, ONNX ≡ eager."""
+"""ChebConv ≡ torch_geometric's ChebConv (same weights, same graph), batched ≡ per-sample, ONNX ≡ eager;
+the channel-major training path ≡ the gather path (values and gradients)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from engine.chebconv import ChebConv, edge_index_from_neighbours, scaled_laplacian_weights
+from engine.chebconv import (ChebConv, CSROperator, edge_index_from_neighbours, scaled_laplacian_weights,
+                             sparse_from_padded)
 from engine.hierarchy import load_hierarchy, neighbour_lists
 
 pyg = pytest.importorskip("torch_geometric.nn", reason="torch_geometric not installed")
@@ -40,14 +42,55 @@ def test_equals_pyg(K, cin, cout):
         assert torch.allclose(one, got, atol=1e-6)
 
 
-def test_sparse_training_path_equals_gather_path():
+@pytest.mark.parametrize("K", [1, 2, 6])
+@pytest.mark.parametrize("cin,cout", [(4, 6), (6, 3)])  # recurrence path and Clenshaw path
+def test_channel_major_training_path_equals_gather_path(K, cin, cout):
+    """forward_channel_major (CSR matmuls, hand-written adjoints) ≡ forward (padded gathers):
+    outputs, input gradients and parameter gradients, on the head's level-1 graph."""
     h = load_hierarchy()
-    idx, mask = h.nbr_idx[0], h.nbr_mask[0]
-    conv = ChebConv(4, 6, 6, idx, mask).train()
-    x = torch.randn(2, len(idx), 4)
-    dense = conv(x)
-    conv.sparse_training = True
-    assert torch.allclose(conv(x), dense, atol=1e-5)
+    torch.manual_seed(0)
+    conv = ChebConv(cin, cout, K, h.nbr_idx[1], h.nbr_mask[1]).train()
+    with torch.no_grad():
+        conv.bias.normal_()
+    x = torch.randn(3, len(h.nbr_idx[1]), cin, requires_grad=True)
+    g = torch.randn(3, len(h.nbr_idx[1]), cout)
+    want = conv(x)
+    gx_want, gw_want, gb_want = torch.autograd.grad((want * g).sum(), (x, conv.weight, conv.bias))
+    got = conv.forward_channel_major(x.permute(2, 1, 0)).permute(2, 1, 0)
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    gx, gw, gb = torch.autograd.grad((got * g).sum(), (x, conv.weight, conv.bias))
+    for a, b in ((gx, gx_want), (gw, gw_want), (gb, gb_want)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4), (a - b).abs().max()
+
+
+def test_csr_operator_adjoints_pass_gradcheck():
+    """The custom autograd nodes (A x, Chebyshev terms, Clenshaw) have the right adjoints (float64),
+    and the stored transpose is the transpose. A is *not* symmetric (random weights on the fan
+    graph plus a diagonal), so using A for Aᵀ would fail."""
+    idx, mask = neighbour_lists(6, np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [4, 3, 5]]))
+    w = np.random.default_rng(0).uniform(-1, 1, idx.shape) * mask
+    a = sparse_from_padded(torch.as_tensor(idx).long(), torch.as_tensor(w, dtype=torch.float64),
+                           torch.full((6,), 0.3, dtype=torch.float64), 6)
+    assert not torch.equal(a.to_dense(), a.to_dense().t())
+    op = CSROperator(a, copies=2)
+    dense = torch.block_diag(a.to_dense(), a.to_dense())
+    assert torch.equal(op.at.to_dense(), dense.t()) and torch.equal(op.a.to_dense(), dense)
+    x = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(4, 2, 6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(op, (x,))
+    assert torch.autograd.gradcheck(lambda t: op.chebyshev_terms(t, 4), (x,))
+    assert torch.autograd.gradcheck(op.clenshaw, (z,))
+    # and their values: T_k(A) x by dense powers; Clenshaw = Σ_k T_k(A) z_k
+    t = [torch.eye(12, dtype=torch.float64), dense]
+    for _ in range(2, 4):
+        t.append(2 * dense @ t[-1] - t[-2])
+    flat = x.detach().reshape(12, 3)
+    want = torch.stack([tk @ flat for tk in t]).reshape(4, 2, 6, 3)
+    assert torch.allclose(op.chebyshev_terms(x, 4), want)
+    zz = z.detach().reshape(4, 12, 3)
+    assert torch.allclose(op.clenshaw(z).reshape(12, 3), sum(tk @ zk for tk, zk in zip(t, zz)))
+    with pytest.raises(ValueError, match="planes"):
+        op(torch.randn(3, 6, 1, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("lambda_max", [2.0, 1.5])

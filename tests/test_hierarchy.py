@@ -7,7 +7,7 @@ import trimesh
 
 from engine.errors import CheckpointError
 from engine.hierarchy import (MODELS_DIR, MeshHierarchy, build_hierarchy, load_hierarchy, neighbour_lists, save_hierarchy,
-                              topology_hash)
+                              topology_hash, up_operator)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,31 @@ def test_build_is_deterministic_and_matches_shipped_file(head):
     again = build_hierarchy(z["vertices"], z["triangles"])
     assert again.sizes == head.sizes
     assert topology_hash(again) == topology_hash(head)
+    assert topology_hash(build_hierarchy(z["vertices"], z["triangles"])) == topology_hash(again)
+
+
+def test_up_operator_merges_ties_and_the_hash_ignores_how_a_tie_was_broken(head):
+    # fine vertices kept by the decimation sit exactly on a coarse vertex: weight 1 on it
+    kept = head.down_idx[0]
+    row = int(kept[0])
+    indptr, cols, vals = up_operator(head.up_idx[0], head.up_w[0])
+    assert cols[indptr[row]:indptr[row + 1]].tolist() == [0] and vals[indptr[row]:indptr[row + 1]].tolist() == [1.0]
+    # the same point written as a corner of another coarse triangle (the other closest-point answer)
+    other = int(np.flatnonzero((head.triangles[1] == 0).any(axis=1))[-1])
+    corner = head.triangles[1][other].copy()
+    corner = np.roll(corner, -int(np.flatnonzero(corner == 0)[0]))
+    up_idx = [a.copy() for a in head.up_idx]
+    up_w = [a.copy() for a in head.up_w]
+    up_idx[0][row], up_w[0][row] = corner, [1.0, 0.0, 0.0]
+    retied = MeshHierarchy(head.vertices, head.triangles, head.nbr_idx, head.nbr_mask, head.down_idx, up_idx, up_w)
+    assert topology_hash(retied) == topology_hash(head)
+    # a different interpolation is a different model: another hash
+    up_w[0][row] = [0.5, 0.5, 0.0]
+    moved = MeshHierarchy(head.vertices, head.triangles, head.nbr_idx, head.nbr_mask, head.down_idx, up_idx, up_w)
+    assert topology_hash(moved) != topology_hash(head)
+    # a row with a repeated coarse vertex merges into one entry
+    ip, c, v = up_operator(np.array([[3, 3, 1]]), np.array([[0.25, 0.25, 0.5]]))
+    assert ip.tolist() == [0, 2] and c.tolist() == [1, 3] and v.tolist() == [0.5, 0.5]
 
 
 def test_neighbour_lists_small_graph():

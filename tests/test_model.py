@@ -99,6 +99,28 @@ def test_gradients_reach_every_parameter(hier):
     assert not missing, missing
 
 
+@pytest.mark.parametrize("channels", [SMALL.channels, (2, 4, 8, 8, 8)])  # head by Clenshaw (4→3), by recurrence (2→3)
+def test_channel_major_training_path_equals_forward(hier, channels):
+    """FaceModel.forward_channel_major (the training path) ≡ forward: outputs and every parameter's gradient."""
+    cfg = ModelConfig(latent=8, channels=channels, K=3, encoder_hidden=(32,), expression_hidden=16)
+    m = _model(hier, cfg).train()
+    for p in m.parameters():  # non-zero biases everywhere, so that their paths are exercised too
+        if p.dim() == 1:
+            torch.nn.init.normal_(p, std=0.1)
+    lm = _landmarks(3)
+    gv = torch.randn(3, hier.sizes[0], 3)
+    ge = torch.randn(3, NUM_EXPRESSIONS)
+    params = [p for _, p in m.named_parameters()]
+    v, e = m(lm)
+    want = torch.autograd.grad((v * gv).sum() + (e * ge).sum(), params)
+    vc, ec = m.forward_channel_major(lm)
+    assert vc.shape == (3, hier.sizes[0], 3)
+    assert torch.allclose(vc.permute(2, 1, 0), v, atol=1e-4) and torch.equal(ec, e)
+    got = torch.autograd.grad((vc.permute(2, 1, 0) * gv).sum() + (ec * ge).sum(), params)
+    for (name, _), a, b in zip(m.named_parameters(), got, want):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max())), (name, (a - b).abs().max())
+
+
 def test_config_dict_roundtrip():
     cfg = ModelConfig(latent=16, channels=(8, 8, 8, 16, 16))
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
