@@ -70,7 +70,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "eval":
         from engine.evaluate import evaluate, format_table
 
-        result = evaluate(args.model, n=args.samples, n_train=args.train_samples)
+        result = evaluate(args.model, n=args.samples, n_train=args.train_samples, real_clip=True)
         print(format_table(result))
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from engine.augment import AugmentConfig, tracker_like_landmarks
 from engine.baselines import PCABaseline, RidgeBaseline, RidgeDesign
 from engine.checkpoint import CHECKPOINT_PATH, checkpoint_info, load_face_model
 from engine.errors import UserError
+from engine.geometry import folded_triangles
 from engine.hierarchy import load_hierarchy
 from engine.model import FaceModel, ModelConfig
 from engine.train import HeadData, Pool, TrainConfig, edges_of, make_pool, train
@@ -111,11 +112,51 @@ def fit_baselines(data: HeadData, train: Pool, latent: int) -> dict[str, object]
     }
 
 
+FOLD_COUNT = 20  # folded triangles in one head above which a frame counts as visibly broken
+
+
+def fold_stats(counts: np.ndarray) -> dict:
+    """Summary of per-head folded-triangle counts [N]: median, p95, max and the share over FOLD_COUNT."""
+    c = np.asarray(counts, dtype=np.float64)
+    return {"median": float(np.median(c)), "p95": float(np.percentile(c, 95)), "max": int(c.max()),
+            "share_over_20": float((c > FOLD_COUNT).mean())}
+
+
+def real_clip_folds(model: FaceModel, data: HeadData, ridge: RidgeBaseline | None = None,
+                    video: Path | None = None) -> dict:
+    """Folds of the heads decoded from the tracker's landmarks on a real clip (default: the demo clip).
+
+    The clip has no ground-truth mesh, so this measures defects, not error: per frame with a face,
+    `engine.geometry.folded_triangles` of the decoded head against the neutral one. Returns
+    {"source", "frames", "found", "gcnn": fold_stats, "ridge": fold_stats (if given), "worst_frame"}."""
+    from realtime.sources import VideoSource, demo_clip_path
+    from realtime.tracker import load_tracker_assets, track_frames
+
+    path = Path(video) if video is not None else demo_clip_path()
+    canonical, reference = load_tracker_assets()
+    with VideoSource(path, realtime=False) as src:
+        frames = list(src)
+    results = track_frames(frames, canonical=canonical, reference=reference)
+    ids = [i for i, r in enumerate(results) if r.face_found]
+    if not ids:
+        raise UserError(f"the tracker found no face in {path}; the real-clip check needs a clip with a face")
+    lms = np.stack([results[i].landmarks_norm for i in ids]).astype(np.float32)
+    rest, tris = data.head.vertices, data.head.triangles
+    counts = folded_triangles(predict(model, lms)[0], rest, tris)
+    out = {"source": path.name, "frames": len(frames), "found": len(ids), "gcnn": fold_stats(counts),
+           "worst_frame": int(ids[int(np.argmax(counts))])}
+    if ridge is not None:
+        out["ridge"] = fold_stats(folded_triangles(ridge.predict(lms), rest, tris))
+    return out
+
+
 def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_train: int = 20000,
              seed: int = EVAL_SEED, train_seed: int | None = None, data: HeadData | None = None,
-             jitter_heads: int = 100, jitter_draws: int = 8, batch: int = 250, baselines: bool = True) -> dict:
+             jitter_heads: int = 100, jitter_draws: int = 8, batch: int = 250, baselines: bool = True,
+             real_clip: bool = False) -> dict:
     """Metrics of the model and the baselines (module docstring) as a JSON-ready dict:
-    {"gcnn": {...}, "pca": {...}, "ridge": {...}, "latent", "n", "n_train", "seed", "train_seed", "noise"}.
+    {"gcnn": {...}, "pca": {...}, "ridge": {...}, "folds": {...}, "latent", "n", "n_train", "seed",
+    "train_seed", "noise"} (+ "real_clip": `real_clip_folds` when real_clip).
 
     model: a FaceModel or a checkpoint path (its train_info gives the training seed when
     `train_seed` is None; 0 otherwise). baselines=False: the model only (studies).
@@ -140,6 +181,7 @@ def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_t
     errs = {k: VertexErrors(data.head.face_mask, lap) for k in (*names, "gcnn_clean")}
     expr_err: dict[str, list] = {k: [] for k in names}
     expr_true: list[np.ndarray] = []
+    folds: dict[str, list] = {"truth": [], "gcnn": []}
     for s in range(0, n, batch):
         c, ex = held.coeffs[s:s + batch], held.expressions[s:s + batch]
         target = data.vertices(c)
@@ -156,6 +198,8 @@ def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_t
             expr_err[k].append(np.abs(np.clip(pe, 0.0, 1.0) - ex))
         expr_true.append(ex)
         errs["gcnn_clean"].add(vc, target)
+        folds["truth"].append(folded_triangles(target, data.head.vertices, data.head.triangles))
+        folds["gcnn"].append(folded_triangles(v, data.head.vertices, data.head.triangles))
     out: dict = {}
     truth = np.concatenate(expr_true)
     active = truth >= 0.1
@@ -168,6 +212,10 @@ def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_t
     out["gcnn"]["clean_mean_mm"] = errs["gcnn_clean"].metrics()["mean_mm"]
     if jitter_heads > 0:
         out["gcnn"]["jitter_mm"] = output_jitter(model, data, held.coeffs[:jitter_heads], jitter_draws, seed + 7, aug)
+    # folded triangles per held-out head: the true heads show what expressions legitimately do
+    out["folds"] = {k: fold_stats(np.concatenate(v)) for k, v in folds.items()}
+    if real_clip:
+        out["real_clip"] = real_clip_folds(model, data, base.get("ridge"))
     if baselines:
         out["pca"]["explained_variance"] = float(base["pca"].explained[model.cfg.latent - 1])
         out["pca"]["expr_from"] = "ridge from the PCA code"
@@ -189,6 +237,16 @@ def format_table(result: dict) -> str:
     if "expr_zero_mae" in result:
         lines.append(f"{'zero':<8}" + " " * 16 * 4 + f"{result['expr_zero_mae']:>16.4f}"
                      f"{result['expr_zero_active_mae']:>16.4f}  (always answering 0)")
+    if "folds" in result:
+        f = result["folds"]
+        lines.append(f"folded triangles per held-out head (median/max): gcnn {f['gcnn']['median']:.0f}/"
+                     f"{f['gcnn']['max']}, true heads {f['truth']['median']:.0f}/{f['truth']['max']}")
+    if "real_clip" in result:
+        r = result["real_clip"]
+        lines.append(f"real clip {r['source']} ({r['found']}/{r['frames']} frames with a face), folded triangles "
+                     f"median/p95/max: " + ", ".join(f"{k} {r[k]['median']:.0f}/{r[k]['p95']:.0f}/{r[k]['max']}"
+                                                       for k in ("gcnn", "ridge") if k in r)
+                     + f"; frames over {FOLD_COUNT}: gcnn {100 * r['gcnn']['share_over_20']:.1f} %")
     lines.append(f"latent {result.get('latent')}, {result.get('n')} held-out heads, baselines on "
                  f"{result.get('n_train')} training heads" + (f"; gcnn {', '.join(extra)}" if extra else ""))
     return "\n".join(lines)
@@ -238,16 +296,19 @@ def training_study(variants: list[dict], steps: int, n: int = 1000, pool_size: i
     """Short training runs that differ by `variants` (overrides of TrainConfig and ModelConfig fields,
     e.g. {"edge_weight": 1}, {"face_weight": 4}, {"channels": [32, 32, 32, 32, 64]}), each evaluated
     without baselines on `n` held-out heads. Rows: the variant, steps, steps_per_second, train_seconds
-    and the gcnn metrics (mean_mm, p95_mm, head_mean_mm, lap_mm, jitter_mm, expr_mae …)."""
+    and the gcnn metrics (mean_mm, p95_mm, head_mean_mm, lap_mm, jitter_mm, expr_mae …, and
+    real_clip_folds: `fold_stats` on the demo clip)."""
     data, h = HeadData.load(), load_hierarchy()
     pool = make_pool(data, pool_size, seed)
     rows = []
     for v in variants:
         cfg = study_config(v, steps, pool_size, threads, seed)
         res = train(cfg, progress=False, save=False, data=data, hierarchy=h, pool=pool)
-        ev = evaluate(res.model, n=n, data=data, train_seed=seed, baselines=False, jitter_heads=min(n, 40))
+        ev = evaluate(res.model, n=n, data=data, train_seed=seed, baselines=False, jitter_heads=min(n, 40),
+                      real_clip=True)
         rows.append({**v, "steps": cfg.steps, "steps_per_second": res.info["steps_per_second"],
-                     "train_seconds": res.info["train_seconds"], **ev["gcnn"]})
+                     "train_seconds": res.info["train_seconds"], **ev["gcnn"],
+                     "real_clip_folds": ev["real_clip"]["gcnn"]})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -273,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
         return 0
-    result = evaluate(args.model, n=args.samples or 2000, n_train=args.train_samples)
+    result = evaluate(args.model, n=args.samples or 2000, n_train=args.train_samples, real_clip=True)
     print(format_table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

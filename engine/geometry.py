@@ -114,3 +114,19 @@ def barycentric_interpolate(
     vertices: [..., V, 3]; vertex_ids: [P,3] int; bary: [P,3] (rows sum to 1). Returns [..., P, 3].
     """
     return np.einsum("...pkc,pk->...pc", vertices[..., vertex_ids, :], bary)
+
+
+def folded_triangles(vertices: np.ndarray, rest: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Per mesh, how many triangles face backwards: normal turned by more than 90° from the rest pose's.
+
+    vertices [B,V,3] (any length unit), rest [V,3] (the neutral head), triangles [F,3] → [B] int64.
+    A decoded head never needs that (expressions move the surface, they do not turn it inside out),
+    so a count above what the training heads themselves show is a fold — a visible defect."""
+
+    def normals(x: np.ndarray) -> np.ndarray:
+        a, b, c = (x[..., triangles[:, i], :] for i in range(3))
+        return np.cross(b - a, c - a)
+
+    n0 = normals(np.asarray(rest, dtype=np.float64))
+    n = normals(np.asarray(vertices, dtype=np.float64))
+    return ((n * n0).sum(axis=-1) < 0).sum(axis=-1)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from engine.baselines import PCABaseline, RidgeBaseline
-from engine.evaluate import KEYS, evaluate, format_table, uniform_laplacian
+from engine.evaluate import KEYS, evaluate, format_table, real_clip_folds, uniform_laplacian
+from engine.geometry import folded_triangles
 from engine.errors import CheckpointError, UserError
 from engine.hierarchy import load_hierarchy
 from engine.model import ModelConfig
@@ -85,8 +86,30 @@ def test_eval_json_has_the_keys(tiny_model, tmp_path):
     assert res["ridge"]["expr_mae"] < 0.2
     assert res["ridge"]["expr_active_mae"] < res["expr_zero_active_mae"]  # ridge reads expressions
     assert 0.01 < res["expr_zero_mae"] < res["expr_zero_active_mae"]
+    # fold counts: the true heads are the reference, a fold-free model scores like them
+    assert set(res["folds"]) == {"truth", "gcnn"} and res["folds"]["truth"]["max"] >= 0
     json.loads(json.dumps(res))  # JSON-ready
     assert "gcnn" in format_table(res) and "ridge" in format_table(res)
+
+
+def test_folded_triangles_counts_triangles_turned_inside_out():
+    rest = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], np.float64)
+    tris = np.array([[0, 1, 2], [1, 3, 2]])
+    pushed = rest.copy()
+    pushed[3] = [-0.5, -0.5, 0.0]  # vertex 3 pulled across edge 1–2: the second triangle flips
+    lifted = rest + [0, 0, 5]  # moved and stretched in z without turning anything over
+    lifted[3, 2] = 9
+    assert folded_triangles(np.stack([rest, pushed, lifted]), rest, tris).tolist() == [0, 1, 0]
+
+
+def test_real_clip_folds_of_the_shipped_model_on_the_demo_clip():
+    from engine.checkpoint import load_face_model
+
+    data = HeadData.load()
+    res = real_clip_folds(load_face_model(), data)
+    assert res["source"] == "carphone_pristine.mp4" and res["found"] > 100
+    assert set(res["gcnn"]) == {"median", "p95", "max", "share_over_20"}
+    assert 0 <= res["gcnn"]["median"] <= res["gcnn"]["p95"] <= res["gcnn"]["max"]
 
 
 def test_eval_seed_must_differ_from_training_and_sizes_are_checked(tiny_model):

@@ -124,6 +124,15 @@ def test_a_different_seed_gives_different_weights(setup, tmp_path):
     assert not torch.equal(a.model.encoder.mlp[0].weight, b.model.encoder.mlp[0].weight)
 
 
+def test_the_shipped_two_thread_setting_is_deterministic_too(setup, tmp_path):
+    # the default model and batch, so the matmuls are big enough for torch to split them across threads
+    data, h, pool = setup
+    cfg = _cfg(tmp_path, steps=4, batch=32, threads=2, model=ModelConfig())
+    a, b = (train(cfg, progress=False, save=False, data=data, hierarchy=h, pool=pool) for _ in range(2))
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def test_bad_config_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--steps must be at least 1"):
         train(_cfg(tmp_path, steps=0), progress=False, save=False)
