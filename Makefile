@@ -12,4 +12,4 @@ test: install
 	.venv/bin/python -m pytest -q
 
 bench: install
-	.venv/bin/python main.py bench --json docs/benchmarks/cpu.json --plot docs/benchmarks/cpu.png
+	.venv/bin/python main.py bench --decoder --pipeline --modes track,headless,full,headless-serial,full-serial --batches 1,64,256,1024 --json docs/benchmarks/cpu.json --plot docs/benchmarks/cpu.png
