@@ -123,3 +123,17 @@ def test_eval_seed_must_differ_from_training_and_sizes_are_checked(tiny_model):
 def test_eval_of_a_missing_checkpoint_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="not found; rebuild it with `python main.py train`"):
         evaluate(tmp_path / "face_model.pt", n=4, n_train=30)
+
+
+def test_a_missing_or_unreadable_clip_skips_the_real_clip_check_and_keeps_the_rest(tiny_model, tmp_path, monkeypatch):
+    import engine.evaluate as ev
+
+    data, model = tiny_model
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(UserError, match="broken.mp4"):
+        real_clip_folds(model, data, video=bad)
+    monkeypatch.setattr(ev, "real_clip_folds", lambda *a, **k: real_clip_folds(model, data, video=bad))
+    res = evaluate(model, n=20, n_train=100, data=data, jitter_heads=2, jitter_draws=2, batch=20, real_clip=True)
+    assert "broken.mp4" in res["real_clip"]["skipped"] and set(KEYS) <= set(res["gcnn"])
+    assert "real clip: skipped" in format_table(res)
