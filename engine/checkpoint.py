@@ -2,8 +2,8 @@
 
 Files: `models/face_model.pt` — `torch.save` of plain containers only (loadable with
 `weights_only=True`): {format_version: int, model_config: dict, topology_hash: str (sha256 of the
-mesh hierarchy's index arrays, `MeshHierarchy.topology_hash`), state_dict: {name: tensor},
-train_info: dict} — and `models/face_model.sha256` (`<hex digest>  face_model.pt`), checked before
+mesh hierarchy's topology and up-sampling operators, `MeshHierarchy.topology_hash`), state_dict:
+{name: tensor}, train_info: dict} — and `models/face_model.sha256` (`<hex digest>  face_model.pt`), checked before
 anything is unpickled. Every refusal is a `CheckpointError` with one line naming the file, the
 reason and the fix (`python main.py train`).
 """
