@@ -46,7 +46,7 @@ class TrainConfig:
 
     steps: int = 20000  # ≈ 15 steps/s on one core of this machine when idle: ≈ 23 min (docs/training.md)
     batch: int = 32  # beat 64 and 128 at equal time, 16 was too noisy (docs/training.md)
-    lr: float = 5e-3  # one-cycle peak (docs/training.md: 4e-3 is 3 % better on synthetic heads but folds on the real clip)
+    lr: float = 5e-3  # one-cycle peak; 4e-3 is 3 % better on synthetic heads but folds on the real clip (docs/training.md)
     seed: int = 0
     pool: int = 60000
     edge_weight: float = 16.0  # with the Euclidean vertex term (docs/training.md)
@@ -54,7 +54,7 @@ class TrainConfig:
     expr_loss: str = "bce"  # "bce" (cross-entropy on the sigmoid outputs) | "l1" (stuck at 0: docs/training.md)
     face_weight: float = 4.0
     vertex_loss: str = "euclid"  # "euclid" (per-vertex distance, the eval metric) | "l1" (per coordinate)
-    threads: int = 2  # 2 threads: 16 vs 12 steps/s on this idle machine; use 1 when the machine is shared (docs/training.md)
+    threads: int = 2  # 15 vs 12 steps/s on this idle machine; 1 when the machine is shared (docs/training.md)
     model: ModelConfig = field(default_factory=ModelConfig)
     aug: AugmentConfig | None = None  # None: AugmentConfig.from_noise(the measured tracker noise)
     out: Path = CHECKPOINT_PATH

@@ -6,8 +6,8 @@ import pytest
 import trimesh
 
 from engine.errors import CheckpointError
-from engine.hierarchy import (MODELS_DIR, MeshHierarchy, build_hierarchy, load_hierarchy, neighbour_lists, save_hierarchy,
-                              topology_hash, up_operator)
+from engine.hierarchy import (MODELS_DIR, MeshHierarchy, build_hierarchy, load_hierarchy, neighbour_lists,
+                              save_hierarchy, topology_hash, up_operator)
 
 
 @pytest.fixture(scope="module")
