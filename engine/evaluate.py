@@ -131,13 +131,12 @@ def real_clip_folds(model: FaceModel, data: HeadData, ridge: RidgeBaseline | Non
     `engine.geometry.folded_triangles` of the decoded head against the neutral one. Returns
     {"source", "frames", "found", "gcnn": fold_stats, "ridge": fold_stats (if given), "worst_frame"}."""
     from realtime.sources import VideoSource, demo_clip_path
-    from realtime.tracker import load_tracker_assets, track_frames
+    from realtime.tracker import track_frames
 
     path = Path(video) if video is not None else demo_clip_path()
-    canonical, reference = load_tracker_assets()
     with VideoSource(path, realtime=False) as src:
         frames = list(src)
-    results = track_frames(frames, canonical=canonical, reference=reference)
+    results = track_frames(frames)
     ids = [i for i, r in enumerate(results) if r.face_found]
     if not ids:
         raise UserError(f"the tracker found no face in {path}; the real-clip check needs a clip with a face")

@@ -121,12 +121,12 @@ def up_operator(idx: np.ndarray, w: np.ndarray, decimals: int = 5) -> tuple[np.n
     the same interpolation give the same three arrays."""
     idx = np.asarray(idx, dtype=np.int64)
     w = np.asarray(w, dtype=np.float64)
+    stride = int(idx.max(initial=0)) + 1
     rows = np.repeat(np.arange(len(idx)), idx.shape[1])
-    key = rows * (int(idx.max(initial=0)) + 1) + idx.ravel()
-    uniq, inverse = np.unique(key, return_inverse=True)
+    uniq, inverse = np.unique(rows * stride + idx.ravel(), return_inverse=True)
     summed = np.round(np.bincount(inverse, weights=w.ravel(), minlength=len(uniq)), decimals)
     keep = summed != 0.0
-    urow, ucol = np.divmod(uniq[keep], int(idx.max(initial=0)) + 1)
+    urow, ucol = np.divmod(uniq[keep], stride)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(urow, minlength=len(idx)))])
     return indptr, ucol, summed[keep]
 
