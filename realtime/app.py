@@ -127,11 +127,15 @@ def build_stages(args: argparse.Namespace, source_size: tuple[int, int], stack: 
     tracker = stack.enter_context(FaceTracker.create(TrackerOptions(), canonical, reference))
     backend = _open_backend(args)
     stack.callback(getattr(backend, "close", lambda: None))
-    calibrator = Calibrator()
+    retargeter = None
+    if getattr(args, "expressions", "retarget") == "retarget":
+        from engine.retarget import Retargeter
+
+        retargeter = Retargeter.load()
+    decode = DecodeStage(backend, head.vertices, head.expression_targets, args.identity, Calibrator(), retargeter)
     if args.calibrate:
-        calibrator.start(args.calibrate)
-    stages: list = [TrackStage(tracker, emb.head_from_canonical()),
-                    DecodeStage(backend, head.vertices, head.expression_targets, args.identity, calibrator)]
+        decode.start_calibration(args.calibrate)
+    stages: list = [TrackStage(tracker, emb.head_from_canonical()), decode]
     if not args.no_smooth:
         kw = {}
         if args.smooth_mincutoff is not None:
@@ -146,7 +150,7 @@ def build_stages(args: argparse.Namespace, source_size: tuple[int, int], stack: 
         sender = OscSender(targets, mtu=args.osc_mtu, topology=(head.triangles, head.uvs))
         stack.callback(sender.close)
         stages.append(OscStage(sender))
-    return stages, backend, calibrator, head
+    return stages, backend, decode, head
 
 
 def run_app(args: argparse.Namespace) -> int:
@@ -177,7 +181,7 @@ def run_app(args: argparse.Namespace) -> int:
         if first is None:
             raise UserError("the source gave no frames")
         h, w = first.image.shape[:2]
-        stages, backend, calibrator, head = build_stages(args, (w, h), stack)
+        stages, backend, decode, head = build_stages(args, (w, h), stack)
         hud = HudState(backend=f"{backend.name}")
         window = renderer = recorder = None
         if not args.no_render:
@@ -199,7 +203,7 @@ def run_app(args: argparse.Namespace) -> int:
 
                 recorder = stack.enter_context(Recorder(args.record, size, fps=source.fps or 30.0))
             stages.append(RenderStage(renderer, options, hud, window, recorder))
-        controller = Controller(args, hud, calibrator, window, renderer, stages)
+        controller = Controller(args, hud, decode, window, renderer, stages)
         pipeline = Pipeline(_Prepend(first, source), stages, should_stop=controller.should_stop,
                             front_stages=0 if getattr(args, "no_overlap", False) else 1)
         try:
@@ -235,8 +239,8 @@ class _Prepend:
 class Controller:
     """Key actions from the window, between frames."""
 
-    def __init__(self, args, hud: HudState, calibrator, window, renderer, stages) -> None:
-        self.args, self.hud, self.calibrator = args, hud, calibrator
+    def __init__(self, args, hud: HudState, decode, window, renderer, stages) -> None:
+        self.args, self.hud, self.decode = args, hud, decode
         self.window, self.renderer = window, renderer
         self.render_stage = next((s for s in stages if isinstance(s, RenderStage)), None)
         self.quit = False
@@ -266,7 +270,7 @@ class Controller:
             elif name == "toggle_mirror" and self.render_stage:
                 self.render_stage.options.mirror = not self.render_stage.options.mirror
             elif name == "calibrate":
-                self.calibrator.start(30)
+                self.decode.start_calibration(30)
                 self.hud.flash("calibrating neutral: keep a relaxed face")
             elif name == "screenshot" and self.renderer is not None:
                 self._screenshot()

@@ -90,29 +90,48 @@ class TrackStage:
 class DecodeStage:
     """The face model through an inference back-end: vertices [V,3] mm and expressions [52].
 
-    identity 'user': the decoder's own estimate of your shape and expression.
-    identity 'avatar': the fixed neutral head driven by your (calibrated) expression weights,
+    With a `retargeter` (engine.retarget.Retargeter, the default in the app): the tracked landmarks
+    are read relative to the person's neutral (weights by bounded least squares, identity from the
+    neutral), and the decoder gets the in-domain landmarks of that identity and those weights.
+    Without one (`--expressions direct`): the decoder reads the tracked landmarks as they are and
+    its expression head gives the weights, re-based by `calibrator`.
+
+    identity 'user': the decoder's head (your estimated shape and expression).
+    identity 'avatar': the fixed neutral head driven by your expression weights,
     vertices = neutral + Σ_j w_j · E_j with the head's 52 expression targets.
     """
 
     name = "decode"
 
     def __init__(self, backend, neutral: np.ndarray, expression_targets: np.ndarray,
-                 identity: str = "user", calibrator: Calibrator | None = None) -> None:
+                 identity: str = "user", calibrator: Calibrator | None = None, retargeter=None) -> None:
         if identity not in ("user", "avatar"):
             raise ValueError(f"identity must be 'user' or 'avatar', not {identity!r}")
         self.backend = backend
         self.identity = identity
+        self.retargeter = retargeter
         self.calibrator = calibrator or Calibrator()
         self.neutral = np.ascontiguousarray(neutral, dtype=np.float32)
         self.targets = np.ascontiguousarray(expression_targets.reshape(len(expression_targets), -1),
                                             dtype=np.float32)
 
+    def start_calibration(self, frames: int) -> None:
+        """The next `frames` face frames are the user's relaxed neutral."""
+        if self.retargeter is not None:
+            self.retargeter.start_calibration(frames)
+        else:
+            self.calibrator.start(frames)
+
     def __call__(self, record: FrameRecord) -> None:
         if not record.face_found or record.landmarks_norm is None:
             return
-        verts, expr = self.backend.infer(record.landmarks_norm[None])
-        weights = self.calibrator(np.asarray(expr[0], dtype=np.float32))
+        if self.retargeter is not None:
+            res = self.retargeter(record.landmarks_norm, record.landmarks_px)
+            verts, _ = self.backend.infer(res.landmarks[None])
+            weights = res.weights
+        else:
+            verts, expr = self.backend.infer(record.landmarks_norm[None])
+            weights = self.calibrator(np.asarray(expr[0], dtype=np.float32))
         record.expressions = weights
         if self.identity == "avatar":
             record.vertices = self.neutral + (weights @ self.targets).reshape(self.neutral.shape)

@@ -1,0 +1,512 @@
+"""Real landmarks → expression weights and identity, relative to the person's own neutral face.
+
+Why (docs/training.md, "Real faces"): the face model was trained on anny's landmarks, and real
+MediaPipe landmarks differ from them systematically (a real open eye is wider than anny's, real lips
+close where anny's rest 2.4 mm apart, MediaPipe never reports a closed eyelid as fully closed). Read
+directly, a real open eye looks like `eyeWide` and a blink never registers. So the tracked face is
+read *relative to a neutral of the same domain*, and the decoder is fed in-domain landmarks:
+
+1. **Neutral** (`NeutralEstimator`): the person's relaxed face in the normalised frame, mm. Before
+   any frame it is the *prior*: MediaPipe's own canonical face (the tracker's mean face) aligned to
+   the reference landmarks, lips closed. From the stream it adapts: the per-coordinate median of
+   recent frames whose lips are most closed (expressions are brief and sparse; talking faces close
+   their lips often), blended in as frames accumulate. `calibrate` replaces it with the mean of the
+   user's relaxed frames and stops adapting.
+2. **Expressions** (`ExpressionSolver`): the landmark offset from the neutral, d = x − N [468,3], is
+   explained by anny's 52 expression targets evaluated at the embedded landmarks, B [52,468,3], as a
+   bounded least-squares problem, weighted by the tracker's measured per-landmark noise:
+       w* = argmin_{0 ≤ w ≤ 1} Σ_i ‖(d_i − Σ_j g_j w_j B_ji) / σ_i‖² + λ‖w‖² + μ Σ_j w_j
+   with g_j a per-unit *tracker response* (MediaPipe moves an eyelid landmark contour only part of
+   the way a real lid goes: `RESPONSE`). Gaze (the eight eyeLook units) comes from the iris
+   landmarks instead (`gaze_weights`); `tongueOut` has no geometry and stays 0.
+3. **Identity** (`IdentityFit`): anny's identity axes fitted (ridge, bounded) to the neutral's offset
+   from the prior, so the shape changes only as slowly as the neutral does and never with a frame's
+   expression.
+
+The decoder then reads `synthesise(a, w)` = anny's reference landmarks + identity + expressions:
+landmarks from the training distribution, so it outputs a clean dense head.
+
+Pure numpy/scipy; arrays float64 inside, float32 out. Lengths in mm.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from engine.expressions import EXPRESSION_NAMES
+
+NUM_EXPRESSIONS = len(EXPRESSION_NAMES)
+_I = {n: i for i, n in enumerate(EXPRESSION_NAMES)}
+GAZE_UNITS = tuple(n for n in EXPRESSION_NAMES if n.startswith("eyeLook"))
+SOLVED_UNITS = tuple(n for n in EXPRESSION_NAMES if n not in GAZE_UNITS and n != "tongueOut")
+
+# Inner-lip landmark pairs (upper, lower), corners excluded: closing them closes the mouth.
+LIP_PAIRS = ((13, 14), (82, 87), (81, 178), (80, 88), (191, 95), (312, 317), (311, 402), (310, 318),
+             (415, 324))
+# Eye landmarks (subject's right = image left; MediaPipe ids): lateral corner, medial corner, upper lid
+# centre, lower lid centre; the iris centre of the refined 478-point model.
+RIGHT_EYE = {"outer": 33, "inner": 133, "upper": 159, "lower": 145, "iris": 468}
+LEFT_EYE = {"outer": 263, "inner": 362, "upper": 386, "lower": 374, "iris": 473}
+
+# Tracker response per unit: how far MediaPipe's landmarks move, as a fraction of how far anny's
+# target moves the embedded landmarks, for a full activation. Blink: anny's target closes the lid
+# 10 mm (7.8 mm open → 2.2 mm past closed), while MediaPipe reports a closed eye with its lid
+# contour still ~2 mm apart, a closure of ~6 mm from a 8–10 mm open eye (measured on the real clips,
+# docs/training.md) → 0.55. Everything else 1.
+RESPONSE = {"eyeBlinkLeft": 0.55, "eyeBlinkRight": 0.55}
+
+
+def lip_gap(landmarks: np.ndarray) -> np.ndarray:
+    """Mean vertical inner-lip gap [...] (mm, positive = open) of normalised landmarks [..., 468, 3]."""
+    up = np.array([p[0] for p in LIP_PAIRS])
+    lo = np.array([p[1] for p in LIP_PAIRS])
+    return (landmarks[..., up, 1] - landmarks[..., lo, 1]).mean(axis=-1)
+
+
+def close_lips(landmarks: np.ndarray) -> np.ndarray:
+    """A copy of landmarks [468,3] with the inner lips closed: each upper/lower pair moved to its
+    midpoint's height (the rest of the face is unchanged)."""
+    out = np.array(landmarks, dtype=np.float64, copy=True)
+    for u, lo in LIP_PAIRS:
+        mid = 0.5 * (out[u, 1] + out[lo, 1])
+        gap = out[u, 1] - out[lo, 1]
+        if gap > 0:
+            out[u, 1] = out[lo, 1] = mid
+    return out
+
+
+@dataclass(frozen=True)
+class LandmarkModel:
+    """anny's linear head model evaluated at the 468 embedded landmarks (normalised frame, mm).
+
+    reference [468,3]; expressions [52,468,3] offsets at weight 1; identity_pos / identity_neg
+    [A,468,3] offsets at axis value +1 / −1.
+    """
+
+    reference: np.ndarray
+    expressions: np.ndarray
+    identity_pos: np.ndarray
+    identity_neg: np.ndarray
+
+    @classmethod
+    def from_head(cls, head, emb) -> "LandmarkModel":
+        """From `engine.headspace.Head` and `engine.embedding.Embedding`."""
+        from engine.embedding import reference_landmarks
+
+        ref = reference_landmarks(head.vertices, emb).astype(np.float64)
+
+        def offsets(targets: np.ndarray) -> np.ndarray:
+            return reference_landmarks(head.vertices[None] + targets, emb).astype(np.float64) - ref
+
+        return cls(ref, offsets(head.expression_targets), offsets(head.identity_pos), offsets(head.identity_neg))
+
+    @property
+    def num_identity(self) -> int:
+        return len(self.identity_pos)
+
+    def synthesise(self, identity: np.ndarray, expressions: np.ndarray) -> np.ndarray:
+        """Landmarks of identity [..., A] (signed) and expressions [..., 52] → [..., 468, 3] float32 mm."""
+        a = np.asarray(identity, dtype=np.float64)
+        e = np.asarray(expressions, dtype=np.float64)
+        off = (np.einsum("...a,anc->...nc", np.maximum(a, 0), self.identity_pos)
+               + np.einsum("...a,anc->...nc", np.maximum(-a, 0), self.identity_neg)
+               + np.einsum("...j,jnc->...nc", e, self.expressions))
+        return (self.reference + off).astype(np.float32)
+
+
+def prior_neutral(canonical_vertices: np.ndarray, reference: np.ndarray, indices: np.ndarray,
+                  weights: np.ndarray) -> np.ndarray:
+    """The real-domain neutral before any frame: MediaPipe's canonical face [468,3] (mm) normalised
+    exactly as the tracker normalises a frame (onto `reference` by the weighted similarity of the
+    stable points), with its lips closed (the canonical mesh rests them ~5 mm apart). → [468,3] f64."""
+    from engine.geometry import normalise_landmarks
+
+    n = normalise_landmarks(np.asarray(canonical_vertices, dtype=np.float64)[:468], np.asarray(reference),
+                            indices, weights).astype(np.float64)
+    return close_lips(n)
+
+
+@dataclass
+class NeutralEstimator:
+    """The person's neutral landmarks [468,3] mm, adapted from the stream (module docstring, 1).
+
+    prior [468,3]; every `stride`-th face frame joins a ring of `capacity` frames; every `refresh`
+    added frames the estimate is recomputed as the per-coordinate median of the `closed_share` of
+    buffered frames with the smallest lip gap (lips then closed by `close_lips`), and blended with
+    the prior by n / (n + `prior_frames`). `calibrate(frames)` → neutral = their mean (lips as they
+    are), adaptation off until `reset()`.
+    """
+
+    prior: np.ndarray
+    stride: int = 2
+    capacity: int = 300
+    refresh: int = 15
+    closed_share: float = 0.4
+    prior_frames: float = 4.0
+    adapt: bool = True
+    _buf: np.ndarray | None = field(default=None, repr=False)
+    _n: int = 0
+    _seen: int = 0
+    _added: int = 0
+    _neutral: np.ndarray | None = field(default=None, repr=False)
+    calibrated: bool = False
+    version: int = 0  # bumped whenever `neutral` changes
+
+    def __post_init__(self) -> None:
+        self.prior = np.asarray(self.prior, dtype=np.float64)
+        self._neutral = self.prior.copy()
+
+    @property
+    def neutral(self) -> np.ndarray:
+        """[468,3] float64 mm, the current estimate."""
+        return self._neutral
+
+    @property
+    def frames_used(self) -> int:
+        return self._n
+
+    def update(self, landmarks: np.ndarray) -> None:
+        """Offer one face frame's normalised landmarks [468,3]."""
+        if not self.adapt or self.calibrated:
+            return
+        self._seen += 1
+        if (self._seen - 1) % self.stride:
+            return
+        if self._buf is None:
+            self._buf = np.empty((self.capacity, 468, 3), dtype=np.float32)
+        self._buf[self._n % self.capacity] = landmarks
+        self._n += 1
+        self._added += 1
+        if self._added >= self.refresh or self._n <= 3:
+            self._added = 0
+            self._recompute()
+
+    def _recompute(self) -> None:
+        frames = self._buf[:min(self._n, self.capacity)]
+        k = max(1, int(round(self.closed_share * len(frames))))
+        order = np.argsort(lip_gap(frames), kind="stable")[:k]
+        est = close_lips(np.median(frames[order], axis=0))
+        a = len(frames) / (len(frames) + self.prior_frames)
+        self._neutral = (1.0 - a) * self.prior + a * est
+        self.version += 1
+
+    def calibrate(self, frames: np.ndarray) -> None:
+        """frames [K,468,3]: the user's relaxed face. The neutral becomes their mean; adaptation stops."""
+        self._neutral = np.asarray(frames, dtype=np.float64).mean(axis=0)
+        self.calibrated = True
+        self.version += 1
+
+    def reset(self) -> None:
+        """Back to the prior, adapting again."""
+        self._buf, self._n, self._seen, self._added = None, 0, 0, 0
+        self._neutral = self.prior.copy()
+        self.calibrated = False
+        self.version += 1
+
+
+def box_qp(g: np.ndarray, c: np.ndarray, start: np.ndarray | None = None, max_iter: int = 200,
+           tol: float = 1e-9) -> np.ndarray:
+    """argmin ½ wᵀ G w − cᵀ w subject to 0 ≤ w ≤ 1, G [n,n] symmetric positive definite, c [n].
+
+    Primal active-set method (Nocedal & Wright, Numerical Optimization, §16.5) with the bounds as
+    the constraints: solve on the free variables with the others pinned at their bounds; step to the
+    first bound hit, or, once feasible, free the pinned variable whose multiplier has the wrong sign.
+    Exact (to round-off) in finitely many steps; warm-started from `start` (e.g. the last frame's
+    answer), a frame takes a few ~10 µs solves. → w [n] float64.
+    """
+    n = len(c)
+    w = np.zeros(n) if start is None else np.clip(np.asarray(start, dtype=np.float64), 0.0, 1.0)
+    lo = w <= 0.0
+    hi = w >= 1.0
+    w[lo], w[hi] = 0.0, 1.0
+    for _ in range(max_iter):
+        free = ~(lo | hi)
+        target = w.copy()
+        if free.any():
+            rhs = c[free] - g[np.ix_(free, ~free)] @ w[~free]
+            target[free] = np.linalg.solve(g[np.ix_(free, free)], rhs)
+        step = target - w
+        # largest α ≤ 1 keeping 0 ≤ w + α·step ≤ 1
+        alpha, block = 1.0, -1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ra = np.where(step < -tol, -w / step, np.inf)
+            rb = np.where(step > tol, (1.0 - w) / step, np.inf)
+        r = np.minimum(ra, rb)
+        r[~free] = np.inf
+        k = int(np.argmin(r))
+        if r[k] < 1.0:
+            alpha, block = float(r[k]), k
+        w = np.clip(w + alpha * step, 0.0, 1.0)
+        if block >= 0:
+            if ra[block] <= rb[block]:
+                w[block], lo[block] = 0.0, True
+            else:
+                w[block], hi[block] = 1.0, True
+            continue
+        grad = g @ w - c
+        mult = np.where(lo, grad, np.where(hi, -grad, np.inf))  # must be ≥ 0 at the optimum
+        k = int(np.argmin(mult))
+        if mult[k] >= -tol * max(1.0, float(np.abs(c).max())):
+            return w
+        lo[k] = hi[k] = False
+    return w
+
+
+EYE_CONTOURS = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246,
+                263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+
+
+def orbit_ring(model: LandmarkModel, threshold_mm: float = 1.5) -> np.ndarray:
+    """Landmarks the solver ignores: those off the 16-point eyelid contours that anny's blink targets
+    move by more than `threshold_mm`. The embedding puts MediaPipe's second ring around each eye
+    (27–30, 56, 221–225, …) on anny's upper-lid skin, which closes with the lid (~10 mm), but on real
+    faces MediaPipe keeps that ring on the orbit (it stays put, or rises 1–2 mm, in a blink: measured
+    on the carphone clip's blinks, docs/training.md). Their motion would argue *against* every blink.
+    → sorted landmark ids [K] int."""
+    moved = np.zeros(model.reference.shape[0], dtype=bool)
+    for n in ("eyeBlinkLeft", "eyeBlinkRight"):
+        moved |= np.linalg.norm(model.expressions[_I[n]], axis=-1) > threshold_mm
+    moved[list(EYE_CONTOURS)] = False
+    return np.flatnonzero(moved)
+
+
+SPARSITY = 0.03
+SECONDARY_SPARSITY = 0.15
+# Units that real faces use mostly *with* a primary one (a toothy smile lifts the upper lip, a
+# laugh lowers the lower lip): with the same cost they would take over a smile or a jaw drop
+# whose landmark motion they partly share, so they pay a larger sparsity price.
+SECONDARY_PREFIXES = ("mouthLowerDown", "mouthUpperUp", "mouthShrug", "mouthPress", "mouthDimple", "mouthFrown",
+                      "mouthRoll", "mouthStretch", "browDown", "noseSneer", "cheekSquint")
+
+
+class ExpressionSolver:
+    """Bounded least squares of expression weights from a landmark offset (module docstring, 2).
+
+    model: LandmarkModel; sigma [468,3] tracker noise std (mm) per landmark and axis; z_weight scales
+    the depth rows down further (MediaPipe's depth is known only up to scale); ridge λ, sparsity μ
+    (in units of the whitened residual); response {unit: g}.
+    """
+
+    def __init__(self, model: LandmarkModel, sigma: np.ndarray, z_weight: float = 0.5, ridge: float = 0.5,
+                 sparsity: float = SPARSITY, response: dict[str, float] | None = None,
+                 exclude: np.ndarray | None = None, secondary: float = SECONDARY_SPARSITY) -> None:
+        response = RESPONSE if response is None else response
+        exclude = orbit_ring(model) if exclude is None else np.asarray(exclude, dtype=int)
+        self.units = np.array([_I[n] for n in SOLVED_UNITS])
+        gains = np.array([response.get(n, 1.0) for n in SOLVED_UNITS])
+        basis = model.expressions[self.units] * gains[:, None, None]  # [J,468,3]
+        sig = np.maximum(np.asarray(sigma, dtype=np.float64), 0.05)
+        wts = 1.0 / sig
+        wts[:, 2] *= z_weight
+        wts[exclude] = 0.0
+        self.exclude = exclude
+        self._w = wts  # [468,3]
+        a = (basis * wts).reshape(len(self.units), -1).T  # [1404, J]
+        self._a = a
+        g = a.T @ a + ridge * np.eye(len(self.units))
+        self._chol = np.linalg.cholesky(g)
+        self._g = g
+        self._last: np.ndarray | None = None
+        # L1 penalty per unit, in units of that unit's own weight: a unit must explain at least this
+        # much of its full motion before it switches on (secondary units: `secondary`).
+        level = np.array([secondary if n.startswith(SECONDARY_PREFIXES) else sparsity for n in SOLVED_UNITS])
+        self.sparsity = level * (a ** 2).sum(axis=0)
+
+    def solve(self, offset: np.ndarray) -> np.ndarray:
+        """offset [468,3] mm (landmarks − neutral) → weights [52] float32 in [0,1] (gaze, tongue 0)."""
+        c = self._a.T @ (np.asarray(offset, dtype=np.float64) * self._w).reshape(-1) - self.sparsity
+        x = box_qp(self._g, c, self._last)
+        self._last = x
+        out = np.zeros(NUM_EXPRESSIONS, dtype=np.float32)
+        out[self.units] = x
+        return out
+
+    def solve_reference(self, offset: np.ndarray) -> np.ndarray:
+        """The same problem by scipy's BVLS (`lsq_linear`), for tests: → weights [52] float32."""
+        c = self._a.T @ (np.asarray(offset, dtype=np.float64) * self._w).reshape(-1) - self.sparsity
+        res = lsq_linear(self._chol.T, np.linalg.solve(self._chol, c), bounds=(0.0, 1.0), method="bvls",
+                         tol=1e-12)
+        out = np.zeros(NUM_EXPRESSIONS, dtype=np.float32)
+        out[self.units] = res.x
+        return out
+
+
+@dataclass(frozen=True)
+class GazeNeutral:
+    """Iris position of the person looking ahead, per eye: [2] (along, across) in eye-width units."""
+
+    right: np.ndarray
+    left: np.ndarray
+
+
+def iris_position(landmarks_px: np.ndarray, eye: dict[str, int]) -> np.ndarray:
+    """[..., 478, 3] pixel landmarks → [..., 2]: the iris centre in the eye's own 2-D frame, as
+    (along the corner-to-corner axis from the medial corner, across it towards the upper lid), both
+    in units of the eye's width, so independent of image size and face scale."""
+    p = np.asarray(landmarks_px, dtype=np.float64)[..., :2]
+    inner, outer, iris = p[..., eye["inner"], :], p[..., eye["outer"], :], p[..., eye["iris"], :]
+    axis = outer - inner
+    width2 = (axis ** 2).sum(-1)
+    rel = iris - inner
+    along = (rel * axis).sum(-1) / width2
+    perp = np.stack([axis[..., 1], -axis[..., 0]], axis=-1)  # image y is down: rotate so + is up
+    if eye is RIGHT_EYE:
+        perp = -perp
+    across = (rel * perp).sum(-1) / width2
+    return np.stack([along, across], axis=-1)
+
+
+GAZE_FULL_ALONG = 0.18  # iris travel along the eye (eye widths) read as a full eyeLookIn/Out
+GAZE_FULL_ACROSS = 0.10  # iris travel up/down (eye widths) read as a full eyeLookUp/Down
+GAZE_DEAD = 0.2  # weights below this fraction of full are noise: subtracted
+
+
+def gaze_weights(landmarks_px: np.ndarray, neutral: GazeNeutral) -> dict[str, float]:
+    """The eight eyeLook weights of one frame [478,3] px relative to the looking-ahead iris positions.
+
+    Along the eye axis from the medial corner: larger = towards the lateral corner = looking *out*
+    for that eye. Across: positive = up. Each deviation / full travel, minus a dead zone, clipped."""
+    out: dict[str, float] = {}
+    for side, eye, ref in (("Right", RIGHT_EYE, neutral.right), ("Left", LEFT_EYE, neutral.left)):
+        d = iris_position(landmarks_px, eye) - ref
+        h = d[0] / GAZE_FULL_ALONG
+        v = d[1] / GAZE_FULL_ACROSS
+
+        def ramp(x: float) -> float:
+            return float(np.clip((x - GAZE_DEAD) / (1.0 - GAZE_DEAD), 0.0, 1.0))
+
+        out[f"eyeLookOut{side}"], out[f"eyeLookIn{side}"] = ramp(h), ramp(-h)
+        out[f"eyeLookUp{side}"], out[f"eyeLookDown{side}"] = ramp(v), ramp(-v)
+    return out
+
+
+class IdentityFit:
+    """Ridge fit of anny's identity axes to a neutral's offset from the prior (module docstring, 3).
+
+    a* = argmin ‖B₊ a₊ + B₋ a₋ − (N − P)‖² + ridge‖[a₊, a₋]‖² over the stacked [a₊, a₋] basis, by
+    one precomputed linear map (~0.3 ms), then a = clip(a₊, 0, limit) − clip(a₋, 0, limit).
+    Returns [A] float32 signed axis values.
+    """
+
+    def __init__(self, model: LandmarkModel, prior: np.ndarray, ridge: float = 200.0, limit: float = 0.4) -> None:
+        b = np.concatenate([model.identity_pos, model.identity_neg]).reshape(2 * model.num_identity, -1).T
+        self._prior = np.asarray(prior, dtype=np.float64).reshape(-1)
+        self._limit = limit
+        self.num = model.num_identity
+        self._map = np.linalg.solve(b.T @ b + ridge * np.eye(b.shape[1]), b.T)  # [2A, 1404]
+
+    def fit(self, neutral: np.ndarray) -> np.ndarray:
+        """neutral [468,3] mm → identity [A] float32."""
+        x = np.clip(self._map @ (np.asarray(neutral, dtype=np.float64).reshape(-1) - self._prior), 0.0, self._limit)
+        return (x[:self.num] - x[self.num:]).astype(np.float32)
+
+
+@dataclass
+class RetargetResult:
+    """One frame: weights [52] f32 in [0,1]; identity [A] f32; landmarks [468,3] f32 mm for the
+    decoder (anny's reference + identity + weights: in the training distribution)."""
+
+    weights: np.ndarray
+    identity: np.ndarray
+    landmarks: np.ndarray
+
+
+class Retargeter:
+    """The whole front end of the decoder (module docstring): neutral, expressions, gaze, identity.
+
+    `__call__(landmarks_norm [468,3], landmarks_px [478,3] | None)` per face frame, in stream order.
+    `start_calibration(frames)`: the next `frames` face frames are the user's relaxed neutral.
+    `adapt=False` keeps the prior (single photos, studies).
+    """
+
+    def __init__(self, model: LandmarkModel, prior: np.ndarray, sigma: np.ndarray, adapt: bool = True,
+                 solver: ExpressionSolver | None = None) -> None:
+        self.model = model
+        self.estimator = NeutralEstimator(prior, adapt=adapt)
+        self.solver = solver or ExpressionSolver(model, sigma)
+        self.identity_fit = IdentityFit(model, prior)
+        self._identity = np.zeros(model.num_identity, dtype=np.float32)
+        self._identity_for: int = -1
+        self._identity_lms = model.reference.astype(np.float64)
+        self._expr_flat = model.expressions.reshape(NUM_EXPRESSIONS, -1)
+        self._gaze: list[np.ndarray] = []
+        self._gaze_neutral: GazeNeutral | None = None
+        self._calib_left = 0
+        self._calib: list[np.ndarray] = []
+        self._calib_gaze: list[np.ndarray] = []
+
+    @classmethod
+    def load(cls, adapt: bool = True) -> "Retargeter":
+        """From the shipped assets in `models/` (head, embedding, canonical face, tracker noise)."""
+        from engine.canonical import load_canonical
+        from engine.embedding import load_embedding
+        from engine.headspace import load_head
+        from engine.noise import load_tracker_noise
+
+        model = LandmarkModel.from_head(load_head(), load_embedding())
+        can = load_canonical()
+        prior = prior_neutral(can.vertices, model.reference, can.procrustes_indices, can.procrustes_weights)
+        noise = load_tracker_noise()
+        sigma = noise.still_sigma_mm if noise.still_sigma_mm is not None else noise.sigma_mm
+        return cls(model, prior, STILL_SIGMA_FACTOR * np.asarray(sigma), adapt=adapt)
+
+    @property
+    def calibrating(self) -> bool:
+        return self._calib_left > 0
+
+    def start_calibration(self, frames: int = 30) -> None:
+        """Collect the next `frames` face frames as the user's relaxed neutral."""
+        self._calib_left = max(1, int(frames))
+        self._calib, self._calib_gaze = [], []
+
+    def reset(self) -> None:
+        """Forget the person: back to the prior, adapting."""
+        self.estimator.reset()
+        self._gaze, self._gaze_neutral = [], None
+        self._identity_for = -1
+
+    def _gaze_update(self, px: np.ndarray | None) -> GazeNeutral | None:
+        if px is None or px.shape[0] < 478:
+            return None
+        pos = np.stack([iris_position(px, RIGHT_EYE), iris_position(px, LEFT_EYE)])  # [2,2]
+        if self._calib_left > 0:
+            self._calib_gaze.append(pos)
+        if not self.estimator.calibrated and self.estimator.adapt:
+            self._gaze.append(pos)
+            if len(self._gaze) > 300:
+                del self._gaze[:len(self._gaze) - 300]
+            if len(self._gaze) % 10 == 1 or self._gaze_neutral is None:
+                med = np.median(np.stack(self._gaze), axis=0)
+                self._gaze_neutral = GazeNeutral(med[0], med[1])
+        return self._gaze_neutral
+
+    def __call__(self, landmarks_norm: np.ndarray, landmarks_px: np.ndarray | None = None) -> RetargetResult:
+        x = np.asarray(landmarks_norm, dtype=np.float64)
+        if self._calib_left > 0:
+            self._calib.append(x)
+            self._calib_left -= 1
+        gaze_neutral = self._gaze_update(landmarks_px)
+        if self._calib_left == 0 and self._calib:
+            self.estimator.calibrate(np.stack(self._calib))
+            if self._calib_gaze:
+                med = np.median(np.stack(self._calib_gaze), axis=0)
+                self._gaze_neutral = gaze_neutral = GazeNeutral(med[0], med[1])
+            self._calib, self._calib_gaze = [], []
+        self.estimator.update(x)
+        neutral = self.estimator.neutral
+        w = self.solver.solve(x - neutral)
+        if gaze_neutral is not None:
+            for name, v in gaze_weights(landmarks_px, gaze_neutral).items():
+                w[_I[name]] = v
+        version = self.estimator.version
+        if version != self._identity_for:
+            self._identity = self.identity_fit.fit(neutral)
+            self._identity_lms = self.model.synthesise(self._identity, np.zeros(NUM_EXPRESSIONS)).astype(np.float64)
+            self._identity_for = version
+        lms = self._identity_lms + (w.astype(np.float64) @ self._expr_flat).reshape(-1, 3)
+        return RetargetResult(w, self._identity, lms.astype(np.float32))
+
+
+STILL_SIGMA_FACTOR = 2.0  # the still-frame noise (sensor noise only) × 2 ≈ a moving face's
