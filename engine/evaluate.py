@@ -151,23 +151,29 @@ def real_clip_folds(model: FaceModel, data: HeadData, ridge: RidgeBaseline | Non
 
 
 def retarget_synthetic(model: FaceModel, data: HeadData, held: Pool, n: int | None = None,
-                       identity_ridge: float | None = None) -> dict:
+                       identity_ridge: float | None = None, solver_kw: dict | None = None,
+                       zone: float | None = None, residual: bool = True) -> dict:
     """The app's retargeting front end (engine.retarget) on synthetic held-out heads.
 
     Synthetic input lives in anny's domain, so its neutral is anny's: per head, the clean normalised
     landmarks of the same identity without expression (what calibrating that person would give) and
-    the identity prior is anny's reference. Weights = the solver on (noisy landmarks − neutral);
-    vertices = the decoder on `LandmarkModel.synthesise(identity fit, weights)`. No tracker response
-    gains (they model MediaPipe, and these landmarks are anny's).
-    Returns {"mean_mm", "p95_mm", "head_mean_mm", "lap_mm", "expr_mae", "expr_active_mae", "n"}."""
+    the identity prior is anny's reference. Weights = the solver on (noisy landmarks − neutral), dead
+    zone applied, as the app does; vertices = the decoder on the landmarks the app would give it
+    (identity fit + solved expressions + unexplained residual); also the decoder's own expression
+    head on those landmarks (`head_expr_*`). No tracker response gains (they model MediaPipe, and
+    these landmarks are anny's).
+    solver_kw, zone, residual: a study variant's settings (`ExpressionSolver` keywords, dead zone,
+    residual pass-through); the defaults are the app's.
+    Returns {"mean_mm", "p95_mm", "head_mean_mm", "lap_mm", "expr_mae", "expr_active_mae", "n", …}."""
     from engine.expressions import EXPRESSION_NAMES
-    from engine.retarget import SOLVED_UNITS, STILL_SIGMA_FACTOR, ExpressionSolver, IdentityFit, LandmarkModel
+    from engine.retarget import (DEAD_ZONE, SOLVED_UNITS, STILL_SIGMA_FACTOR, ExpressionSolver, IdentityFit,
+                                 LandmarkModel, dead_zone)
 
     n = len(held) if n is None else min(n, len(held))
     lm = LandmarkModel.from_head(data.head, data.emb)
     sigma = data.noise.still_sigma_mm if data.noise.still_sigma_mm is not None else data.noise.sigma_mm
     # `RESPONSE` models how MediaPipe under-reports a motion: not part of anny's own landmarks
-    solver = ExpressionSolver(lm, STILL_SIGMA_FACTOR * np.asarray(sigma), response={})
+    solver = ExpressionSolver(lm, STILL_SIGMA_FACTOR * np.asarray(sigma), **{**(solver_kw or {}), "response": {}})
     idfit = IdentityFit(lm, lm.reference) if identity_ridge is None else IdentityFit(lm, lm.reference, identity_ridge)
     a = data.head.num_identity
     neutral_coeffs = held.coeffs[:n].copy()
@@ -175,9 +181,16 @@ def retarget_synthetic(model: FaceModel, data: HeadData, held: Pool, n: int | No
     neutral = normalise_landmarks(
         barycentric_interpolate(data.vertices(neutral_coeffs), data.emb.vertex_ids, data.emb.bary),
         data.space.reference, data.space.indices, data.space.weights)
-    w = np.stack([solver.solve(held.landmarks[i].astype(np.float64) - neutral[i]) for i in range(n)])
+    raw = np.stack([solver.solve(held.landmarks[i].astype(np.float64) - neutral[i]) for i in range(n)])
+    w = dead_zone(raw, DEAD_ZONE if zone is None else zone)
     ident = np.stack([idfit.fit(neutral[i]) for i in range(n)])
-    verts, _ = predict(model, lm.synthesise(ident, w))
+    keep = np.ones((len(lm.reference), 1))
+    keep[solver.exclude] = 0.0
+    dec = lm.synthesise(ident, raw)
+    if residual:
+        dec += np.stack([keep * (held.landmarks[i] - neutral[i] - solver.explained(raw[i]))
+                         for i in range(n)]).astype(np.float32)
+    verts, head_w = predict(model, dec)
     errs = VertexErrors(data.head.face_mask, uniform_laplacian(len(data.head.vertices), data.head.triangles))
     errs.add(verts, data.vertices(held.coeffs[:n]))
     truth = held.expressions[:n]
@@ -185,8 +198,10 @@ def retarget_synthetic(model: FaceModel, data: HeadData, held: Pool, n: int | No
     # the solver leaves gaze to the irises (none in synthetic landmarks) and tongueOut at 0
     solved = np.array([EXPRESSION_NAMES.index(u) for u in SOLVED_UNITS])
     act = truth[:, solved] >= 0.1
+    head_ae = np.abs(head_w - truth)
     return {**errs.metrics(), "expr_mae": float(ae[:, solved].mean()),
-            "expr_active_mae": float(ae[:, solved][act].mean()), "expr_units": len(solved), "n": n}
+            "expr_active_mae": float(ae[:, solved][act].mean()), "expr_units": len(solved), "n": n,
+            "head_expr_mae": float(head_ae.mean()), "head_expr_active_mae": float(head_ae[truth >= 0.1].mean())}
 
 
 def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_train: int = 20000,

@@ -128,6 +128,8 @@ def clip_metrics(weights: np.ndarray, found: np.ndarray, landmarks: np.ndarray, 
     if labels.get("neutral"):
         nf = [i for i in labels["neutral"] if found[i]]
         out["neutral"] = {
+            "eye_wide": mean_of(weights, nf, ("eyeWideLeft", "eyeWideRight")),
+            "smile": mean_of(weights, nf, smile_names),
             "frames": len(nf),
             "smile_median": float(np.median(mean_of(weights, nf, smile_names))),
             "eye_wide_median": float(np.median(mean_of(weights, nf, ("eyeWideLeft", "eyeWideRight")))),
@@ -135,6 +137,7 @@ def clip_metrics(weights: np.ndarray, found: np.ndarray, landmarks: np.ndarray, 
                                                                     "browOuterUpRight")))),
             "jaw_median": float(np.median(mean_of(weights, nf, ("jawOpen",)))),
             "max_weight_median": float(np.median([weights[i].max() for i in nf])),
+            "max_weight": [float(weights[i].max()) for i in nf],
         }
     if labels.get("brows_raised"):
         out["brows_raised"] = {"median": float(np.median(mean_of(weights, labels["brows_raised"],
@@ -147,12 +150,18 @@ def clip_metrics(weights: np.ndarray, found: np.ndarray, landmarks: np.ndarray, 
     return out
 
 
-def identity_metrics(shapes: np.ndarray, found: np.ndarray, landmarks: np.ndarray) -> dict:
+IDENTITY_WARMUP_S = 2.0  # the shape is learnt over the first seconds; stability is measured after
+
+
+def identity_metrics(shapes: np.ndarray, found: np.ndarray, landmarks: np.ndarray, fps: float = 0.0) -> dict:
     """Identity stability of one clip: shapes [T,V,3] mm (the identity head, expression-free) per
-    frame. rms_mm: RMS distance of each frame's shape from the clip's mean shape; open_closed_mm: RMS
-    distance between the mean shapes of mouth-open (lip gap > 10 mm) and lips-closed frames."""
+    frame, from `IDENTITY_WARMUP_S` seconds on (fps > 0). rms_mm: RMS distance of each frame's shape
+    from the clip's mean shape; open_closed_mm: RMS distance between the mean shapes of mouth-open
+    (lip gap > 10 mm) and lips-closed frames."""
     from engine.retarget import lip_gap
 
+    found = found.copy()
+    found[:int(round(IDENTITY_WARMUP_S * fps))] = False
     f = np.flatnonzero(found)
     s = shapes[f].astype(np.float64)
     mean = s.mean(axis=0)

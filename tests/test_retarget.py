@@ -148,3 +148,26 @@ def test_blinks_register_on_the_real_demo_clip():
     assert min(m["auc_left"], m["auc_right"]) >= 0.8, m  # main: 0.5 (all ties at 0)
     assert max(m["open_median_left"], m["open_median_right"]) <= 0.15, m
     assert np.isfinite(lms).all() and np.isfinite(ident).all()
+
+
+def test_clip_metrics_on_a_made_up_clip():
+    """Blink AUC, peaks and the jaw correlation from hand-made weights and landmarks."""
+    from engine.real_metrics import clip_metrics
+
+    n = 60
+    lms = np.zeros((n, 468, 3))
+    lms[:, 159, 1] = lms[:, 386, 1] = 8.0  # open eyes
+    gap = np.linspace(0, 20, n)
+    lms[:, 13, 1] = gap  # upper inner lip: the lip gap grows over the clip
+    w = np.zeros((n, 52), np.float32)
+    w[:, I["jawOpen"]] = gap / 30.0
+    w[30, I["eyeBlinkLeft"]] = w[30, I["eyeBlinkRight"]] = 0.9
+    lms[30, [159, 386], 1] = 1.0
+    w[5, I["mouthSmileLeft"]] = w[5, I["mouthSmileRight"]] = 0.7
+    labels = {"blinks": [[30, 30]], "smiles": [5], "neutral": [50]}
+    m = clip_metrics(w, np.ones(n, bool), lms, labels)
+    assert m["blink"]["auc_left"] == 1.0 and m["blink"]["peak_min"] == pytest.approx(0.9)
+    assert m["blink"]["proxy_auc"] == 1.0 and m["blink"]["open_median_left"] == 0.0
+    assert m["jaw"]["r_lip_gap"] > 0.99 and m["smile"]["min"] == pytest.approx(0.7)
+    assert m["neutral"]["smile_median"] == 0.0
+    assert "eyeBlinkLeft" in m["moved"] and "browInnerUp" not in m["moved"]

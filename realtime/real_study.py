@@ -1,0 +1,139 @@
+"""`python -m realtime.real_study`: the variants tried for issue #12, on the real and the synthetic set.
+
+Each variant is one way of turning tracked landmarks into weights and a head; every row is scored by
+the same real-face evaluation (`realtime.real_eval`, pooled figures) and, where it applies, by the
+synthetic held-out heads (`engine.evaluate.retarget_synthetic`, n heads). Prints a markdown table
+(docs/training.md, "Real faces") and writes the rows as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from engine.expressions import EXPRESSION_NAMES
+from engine.real_metrics import clip_metrics, load_labels
+from engine.retarget import Retargeter
+from realtime import realdata
+from realtime.real_eval import _moved, stream_weights, summarise
+
+NONE = np.array([], dtype=int)
+# name, Retargeter/solver settings, weights from ("solver" | "head" | "direct"), calibrate
+VARIANTS: tuple[tuple[str, dict, str, bool], ...] = (
+    ("direct: decoder on raw landmarks (main before #12)", {}, "direct", False),
+    ("solver, prior neutral only (no adaptation), plain LS", dict(adapt=False, residual=False, zone=0.0,
+     solver=dict(response={}, exclude=NONE, sparsity=0.0, secondary=0.0, primary=0.0)), "solver", False),
+    ("+ adaptive neutral", dict(residual=False, zone=0.0,
+     solver=dict(response={}, exclude=NONE, sparsity=0.0, secondary=0.0, primary=0.0)), "solver", False),
+    ("+ orbit ring left out", dict(residual=False, zone=0.0,
+     solver=dict(response={}, sparsity=0.0, secondary=0.0, primary=0.0)), "solver", False),
+    ("+ sparsity (primary 0, others 0.03, secondary 0.15)", dict(residual=False, zone=0.0,
+     solver=dict(response={})), "solver", False),
+    ("+ tracker response gains (blink 0.4, smile 0.55)", dict(residual=False, zone=0.0), "solver", False),
+    ("+ dead zone 0.1 on non-primary units", dict(residual=False), "solver", False),
+    ("+ residual to the decoder (shipped)", {}, "solver", False),
+    ("shipped, weights from the decoder's head instead", {}, "head", False),
+    ("shipped, calibrated on 10 neutral frames", {}, "solver", True),
+)
+
+
+def _retargeter(settings: dict) -> Retargeter:
+    from engine.noise import load_tracker_noise
+    from engine.retarget import STILL_SIGMA_FACTOR, ExpressionSolver
+
+    base = Retargeter.load()
+    noise = load_tracker_noise()
+    solver = ExpressionSolver(base.model, STILL_SIGMA_FACTOR * noise.still_sigma_mm, **settings.get("solver", {}))
+    kw = {k: settings[k] for k in ("adapt", "residual", "zone") if k in settings}
+    return Retargeter(base.model, base.estimator.prior, None, solver=solver, **kw)
+
+
+def real_row(settings: dict, source: str, calibrate: bool, model) -> dict:
+    """Pooled real-face summary of one variant."""
+    from engine.evaluate import predict
+
+    labels = load_labels()
+    ins, ws = {}, []
+    for name in realdata.available():
+        t = realdata.tracked(name)
+        lab = labels.get(name, {})
+        f = np.flatnonzero(t.found)
+        if source == "direct":
+            w = np.zeros((len(t), len(EXPRESSION_NAMES)), np.float32)
+            if len(f):
+                w[f] = predict(model, t.landmarks_norm[f])[1]
+        else:
+            cal = lab.get("neutral", [])[:10] if calibrate and len(t) > 1 else None
+            w, _, lms = stream_weights(t, _retargeter(settings), calibrate=cal)
+            if source == "head" and len(f):
+                w[f] = predict(model, lms[f])[1]
+        ins[name] = clip_metrics(w, t.found, t.landmarks_norm, lab)
+        ws.append(w[t.found])
+    return {**summarise({"inputs": ins}), "weights_moved": _moved(np.concatenate(ws))["count"]}
+
+
+def synthetic_row(settings: dict, source: str, model, data, held) -> dict:
+    from engine.evaluate import retarget_synthetic
+
+    if source == "direct":
+        from engine.evaluate import VertexErrors, predict, uniform_laplacian
+
+        v, e = predict(model, held.landmarks)
+        errs = VertexErrors(data.head.face_mask, uniform_laplacian(len(data.head.vertices), data.head.triangles))
+        errs.add(v, data.vertices(held.coeffs))
+        return {"syn_face_mm": errs.metrics()["mean_mm"], "syn_expr_mae": float(np.abs(e - held.expressions).mean())}
+    m = retarget_synthetic(model, data, held, solver_kw={k: v for k, v in settings.get("solver", {}).items()
+                                                         if k != "response"},
+                           zone=settings.get("zone"), residual=settings.get("residual", True))
+    out = {"syn_face_mm": m["mean_mm"], "syn_expr_mae": m["expr_mae"]}
+    if source == "head":
+        out["syn_expr_mae"] = m["head_expr_mae"]
+    return out
+
+
+COLUMNS = (("blink_peaks_over_0.6", "blinks ≥ 0.6"), ("blink_auc_min", "blink AUC min"),
+           ("neutral_eye_wide_median", "eyeWide neutral"), ("jaw_closed_median_max", "jaw, lips closed"),
+           ("jaw_r_min", "jaw r min"), ("smile_min", "smile min"), ("neutral_smile_median", "smile neutral"),
+           ("brows_raised_median_min", "brows raised"), ("weights_moved", "moved"),
+           ("syn_face_mm", "synthetic face mm"), ("syn_expr_mae", "synthetic MAE"))
+
+
+def table(rows: list[dict]) -> str:
+    head = "| variant | " + " | ".join(c for _, c in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for r in rows:
+        cells = []
+        for k, _ in COLUMNS:
+            v = r.get(k, "")
+            cells.append(f"{v:.3f}" if isinstance(v, float) else str(v))
+        lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.checkpoint import load_face_model
+    from engine.evaluate import EVAL_SEED
+    from engine.train import HeadData, make_pool
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-n", "--samples", type=int, default=500, help="synthetic held-out heads")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    model, data = load_face_model(), HeadData.load()
+    held = make_pool(data, args.samples, EVAL_SEED, data.default_aug(), keep_clean=True)
+    rows = []
+    for name, settings, source, calibrate in VARIANTS:
+        row = {"variant": name, **real_row(settings, source, calibrate, model),
+               **synthetic_row(settings, source, model, data, held)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
