@@ -110,7 +110,8 @@ def _open_backend(args: argparse.Namespace):
     from engine.backends import create_backend
 
     backend = create_backend(args.backend, model_path=args.model, threads=decoder_threads(args))
-    log.info("face model back-end: %s (%s)", backend.name, backend.device)
+    if args.backend != "auto":  # auto logs its own line, with what it skipped
+        log.info("back-end: %s on %s", backend.name, backend.device)
     return backend
 
 

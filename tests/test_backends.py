@@ -104,8 +104,9 @@ def test_auto_falls_back_with_one_info_line(model, cache, caplog):
         if not HAS_CUDA:
             assert b.name == "onnxruntime"
             msg = lines[0].getMessage()
-            for skipped in ("tensorrt:", "tensorrt-rtx:", "torch-cuda:"):
+            for skipped in ("tensorrt (", "tensorrt-rtx (", "torch-cuda ("):
                 assert skipped in msg
+            assert "pip install" not in msg and len(msg) < 300  # short: the install hints are for -v
     finally:
         b.close()
 
@@ -183,17 +184,17 @@ def test_engine_cache_roundtrip_and_corruption(tmp_path):
     assert cache.load(key) is None  # miss
     blob = bytes(range(256)) * 10
     path = cache.store(key, blob, {"precision": "fp16"})
-    meta = json.loads(cache.paths(key)[1].read_text())
+    meta = json.loads(cache.meta_path(key).read_text())
     assert meta["key"] == key and meta["precision"] == "fp16" and meta["bytes"] == len(blob)
     assert cache.load(key) == blob  # hit
     path.write_bytes(blob[:100])  # truncated engine: detected, removed, reported as a miss
-    assert cache.load(key) is None and not path.exists() and not cache.paths(key)[1].exists()
+    assert cache.load(key) is None and not path.exists() and not cache.meta_path(key).exists()
     cache.store(key, blob, {})
-    cache.paths(key)[1].write_text("{not json")  # corrupt metadata
+    cache.meta_path(key).write_text("{not json")  # corrupt metadata
     assert cache.load(key) is None
     cache.store(key, blob, {})
     other = engine_cache_key(b"m2", "fp16", profile_shapes(4096), "10.9", "gpu", "9.0")
-    cache.paths(key)[1].write_text(json.dumps({"key": other}))  # metadata of another build
+    cache.meta_path(key).write_text(json.dumps({"key": other}))  # metadata of another build
     assert cache.load(key) is None
 
 
@@ -248,7 +249,7 @@ def test_torch_cuda_matches_cpu_with_graphs(model):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not (HAS_TRT and HAS_CUDA), reason="TensorRT and a CUDA GPU are needed (pip install tensorrt-cu12)")
+@pytest.mark.skipif(not (HAS_TRT and HAS_CUDA), reason="TensorRT and a CUDA GPU are needed (pip install tensorrt)")
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-2), ("fp16", 0.5)])
 def test_tensorrt_parity_and_cache(model, tmp_path, precision, tol):
     x = random_landmarks(3, 7)

@@ -7,8 +7,12 @@
     available_backends()     every back-end → "ok: <device>" or the reason it cannot run here.
 
 Checkpoint problems (`CheckpointError`) are never swallowed by the fall-back: they are the user's to fix
-whichever back-end runs. Anything other than BackendUnavailable that a back-end raises while starting
-(a driver error, a failed engine build) is also recorded as a reason and the next candidate is tried.
+whichever back-end runs. *Any* other failure of an optional back-end while it starts (a driver error, a
+failed engine build, an API a new TensorRT no longer has) is recorded as a reason and the next candidate
+is tried; one that is not an expected kind of failure (anything but BackendUnavailable, ImportError,
+OSError, RuntimeError, ValueError) may be a bug of ours, so it is also logged as a warning with its
+traceback (shown with -v). The info line names each skipped back-end with a short reason; the full
+reasons are logged at debug level (-v).
 """
 from __future__ import annotations
 
@@ -63,15 +67,31 @@ AUTO_ORDER = ("tensorrt", "tensorrt-rtx", "torch-cuda", "onnxruntime", "torch-cp
 BACKEND_NAMES = ("auto", *REGISTRY)
 
 
+EXPECTED_FAILURES = (ImportError, OSError, RuntimeError, ValueError)
+
+
 def _start(name: str, cfg: BackendConfig) -> Backend:
     """REGISTRY[name](cfg), with any failure other than a checkpoint problem as BackendUnavailable."""
     try:
         return REGISTRY[name](cfg)
     except (CheckpointError, BackendUnavailable):
         raise
-    except (ImportError, OSError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - an optional back-end must never take the app down
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, EXPECTED_FAILURES):
+            log.warning("back-end %s failed in an unexpected way (%s: %s) — possibly a bug in facemesh-live; "
+                        "falling back", name, type(exc).__name__, first, exc_info=log.isEnabledFor(logging.DEBUG))
         raise BackendUnavailable(f"{name}: failed to start ({type(exc).__name__}: {first})") from exc
+
+
+def short_reason(message: str) -> str:
+    """The gist of a back-end's refusal: without the name prefix, cut before the install hint (at the
+    first '; ' or ' (pip'), at most 60 characters. "tensorrt: the tensorrt Python package is not
+    installed; install …" → "the tensorrt Python package is not installed"."""
+    text = message.split(": ", 1)[1] if ": " in message else message
+    for sep in ("; ", " (pip", " (install"):
+        text = text.split(sep, 1)[0]
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def create_backend(name: str = "auto", model_path: Path = MODELS_DIR / "face_model.pt",
@@ -98,8 +118,11 @@ def create_backend(name: str = "auto", model_path: Path = MODELS_DIR / "face_mod
             reasons.append(str(exc))
             continue
         if name == "auto":
-            skipped = f" (skipped: {' | '.join(reasons)})" if reasons else ""
-            log.info("back-end auto: using %s on %s%s", backend.name, backend.device, skipped)
+            skipped = "; not used: " + ", ".join(f"{n} ({short_reason(r)})" for n, r in zip(order, reasons)) \
+                if reasons else ""
+            log.info("back-end: %s on %s%s", backend.name, backend.device, skipped)
+            for r in reasons:
+                log.debug("back-end refused: %s", r)
         return backend
     if name == "auto":
         raise BackendUnavailable("no back-end can run here: " + " | ".join(reasons))

@@ -79,6 +79,7 @@ class _Graph:
         self.host_v = torch.empty(batch, num_vertices, 3, pin_memory=True)
         self.host_e = torch.empty(batch, NUM_EXPRESSIONS, pin_memory=True)
         self.graph: torch.cuda.CUDAGraph | None = None
+        stream.wait_stream(torch.cuda.current_stream())  # the buffers above were made on the current stream
         with torch.cuda.stream(stream), torch.inference_mode():
             for _ in range(3):  # warm-up on a side stream, as capture requires
                 self.v, self.e = model(self.x)
