@@ -146,14 +146,6 @@ def available(cache: Path = CACHE_DIR) -> list[str]:
     return names + [n for n in (*CLIPS, *PHOTOS) if media_path(n, cache).is_file()]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def track_file(path: Path, name: str, resize: float = 1.0, max_frames: int | None = None) -> Tracked:
     """Track every frame of a video (VIDEO mode) or one photo (IMAGE mode) with the app's tracker.
 
@@ -208,7 +200,9 @@ def tracked(name: str, resize: float = 1.0, cache: Path = CACHE_DIR, max_frames:
         raise UserError(f"real input {name} ({path}) is missing; fetch it with `python main.py eval --real --fetch`")
     import mediapipe
 
-    key = json.dumps({"sha256": _sha256(path), "resize": resize, "max_frames": max_frames, "v": TRACK_VERSION,
+    from engine.checkpoint import sha256_file
+
+    key = json.dumps({"sha256": sha256_file(path), "resize": resize, "max_frames": max_frames, "v": TRACK_VERSION,
                       "mediapipe": mediapipe.__version__}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     out = cache / "tracked" / f"{name}-{digest}.npz"
