@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         import os  # noqa: PLC0415
 
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        if not getattr(args, "verbose", False):  # FFmpeg's own lines ("moov atom not found") before ours
+            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(levelname)s: %(message)s")
 

@@ -76,32 +76,45 @@ def save_checkpoint(model: FaceModel, hierarchy: MeshHierarchy, path: Path = CHE
     return digest
 
 
+def _fix(path: Path) -> str:
+    """What to do about a bad checkpoint: for the shipped one, restoring it from git comes first (a
+    retrain takes ~22 minutes); for any other, retraining or pointing --model at a good file."""
+    if path.resolve() == CHECKPOINT_PATH.resolve():
+        return ("restore the shipped file with `git checkout models/face_model.pt models/face_model.sha256`, "
+                f"or {REBUILD} (~22 min)")
+    return f"{REBUILD} (~22 min), or pass --model a good checkpoint"
+
+
 def read_checkpoint(path: Path = CHECKPOINT_PATH) -> dict:
     """Verify existence, content hash and format version, then return the payload (weights_only)."""
     path = Path(path)
     name = _show(path)
+    if path.is_dir():
+        raise CheckpointError(f"{name} is a folder, not a checkpoint file; pass --model a .pt file "
+                              f"such as {_show(CHECKPOINT_PATH)}")
     if not path.is_file():
-        raise CheckpointError(f"{name} not found; {REBUILD}")
+        raise CheckpointError(f"{name} not found; {_fix(path)}")
+    fix = _fix(path)
     hp = hash_path(path)
     if not hp.is_file():
-        raise CheckpointError(f"{name} has no content hash ({hp.name} is missing); {REBUILD}")
+        raise CheckpointError(f"{name} has no content hash ({hp.name} is missing); {fix}")
     words = hp.read_text().split()
     if not words or words[0] != sha256_file(path):
-        raise CheckpointError(f"{name} is corrupt (sha256 mismatch with {hp.name}); {REBUILD}")
+        raise CheckpointError(f"{name} is corrupt (sha256 mismatch with {hp.name}); {fix}")
     try:
         # TorchVersion (a str subclass) sits in train_info of checkpoints from before it was stored as str
         with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{name} is unreadable ({type(exc).__name__}); {REBUILD}") from None
+        raise CheckpointError(f"{name} is unreadable ({type(exc).__name__}); {fix}") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
-        raise CheckpointError(f"{name} is not a facemesh-live checkpoint; {REBUILD}")
+        raise CheckpointError(f"{name} is not a facemesh-live checkpoint; {fix}")
     if payload["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"{name} has format version {payload['format_version']}, this build reads "
-                              f"version {FORMAT_VERSION}; {REBUILD}")
+                              f"version {FORMAT_VERSION}; {fix}")
     for key in ("model_config", "topology_hash", "state_dict"):
         if key not in payload:
-            raise CheckpointError(f"{name} lacks '{key}'; {REBUILD}")
+            raise CheckpointError(f"{name} lacks '{key}'; {fix}")
     return payload
 
 
@@ -128,6 +141,11 @@ def load_face_model(path: Path = CHECKPOINT_PATH, hierarchy: MeshHierarchy | Non
         if keys:
             raise CheckpointError(f"{name} does not fit this model: it {what} tensors ({len(keys)}, e.g. "
                                   f"{keys[0]}); {REBUILD}")
+    bad = sorted(k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+                 and not bool(torch.isfinite(v).all()))
+    if bad:  # a diverged run: it would stream NaN to every receiver
+        raise CheckpointError(f"{name} holds non-finite weights ({len(bad)} tensors, e.g. {bad[0]}): the run that "
+                              f"made it diverged; {_fix(Path(path))}")
     model.load_state_dict(state)
     return model.eval()
 

@@ -173,6 +173,9 @@ def front_stage_count(stages: list) -> int:
 
 def run_app(args: argparse.Namespace) -> int:
     """The live app. Returns the exit status."""
+    from realtime.options import validate_run_args
+
+    validate_run_args(args)  # every option, before anything heavy loads
     from realtime.sources import list_cameras, open_source
 
     if args.list_cameras:

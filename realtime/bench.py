@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.osc.measure import UdpSink
-from realtime.pipeline import Pipeline, RunStats
+from realtime.pipeline import Pipeline, Reservoir, RunStats
 
 log = logging.getLogger("facemesh.bench")
 MODES = ("track", "headless", "full", "headless-serial", "full-serial")
@@ -107,8 +107,8 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
             total.found += part.found
             total.wall_s += part.wall_s
             for k, v in part.stages_ms.items():
-                total.stages_ms.setdefault(k, []).extend(v)
-            total.latency_ms.extend(part.latency_ms)
+                total.stages_ms.setdefault(k, Reservoir(seed=len(total.stages_ms) + 1)).extend(v.values())
+            total.latency_ms.extend(part.latency_ms.values())
         summary = total.summary()
         summary["size"] = f"{w}x{h}"
         summary["overlap"] = not serial and mode != "track"

@@ -38,28 +38,74 @@ class Stage(Protocol):
     def __call__(self, record: FrameRecord) -> None: ...
 
 
+RESERVOIR_SIZE = 8192  # samples kept per statistic: memory is flat however long the session runs
+
+
+class Reservoir:
+    """A uniform random sample of at most `capacity` values of a stream (Vitter's algorithm R), so
+    percentiles of a run of any length come from bounded memory: [capacity] float64, ~64 KiB.
+
+    Exact (every value kept) until `capacity` values have been added; after that each value of the
+    whole stream is in the sample with equal probability. Deterministic for a given seed."""
+
+    def __init__(self, capacity: int = RESERVOIR_SIZE, seed: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._data = np.empty(capacity, dtype=np.float64)
+        self.count = 0
+        self._rng = np.random.default_rng(seed)
+
+    def append(self, value: float) -> None:
+        if self.count < len(self._data):
+            self._data[self.count] = value
+        else:
+            j = int(self._rng.integers(0, self.count + 1))
+            if j < len(self._data):
+                self._data[j] = value
+        self.count += 1
+
+    def extend(self, values) -> None:
+        for v in values:
+            self.append(float(v))
+
+    def values(self) -> np.ndarray:
+        """The sample [min(count, capacity)] (a view)."""
+        return self._data[:min(self.count, len(self._data))]
+
+    def __len__(self) -> int:
+        return min(self.count, len(self._data))
+
+    def __iter__(self):
+        return iter(self.values())
+
+
 @dataclass
 class RunStats:
-    """Per-stage timings (ms) and counts of one run; `summary()` is the `--stats` JSON."""
+    """Per-stage timings (ms) and counts of one run; `summary()` is the `--stats` JSON. Timings are
+    kept as bounded reservoirs (`Reservoir`): percentiles are exact up to `RESERVOIR_SIZE` frames and
+    a uniform sample of the whole run after that."""
 
     frames: int = 0
     found: int = 0
     wall_s: float = 0.0
-    stages_ms: dict[str, list[float]] = field(default_factory=dict)
-    latency_ms: list[float] = field(default_factory=list)
+    stages_ms: dict[str, Reservoir] = field(default_factory=dict)
+    latency_ms: Reservoir = field(default_factory=Reservoir)
 
     def add(self, record: FrameRecord, latency_ms: float | None) -> None:
         """Account one finished frame."""
         self.frames += 1
         self.found += int(record.face_found)
         for name, ms in record.timings_ms.items():
-            self.stages_ms.setdefault(name, []).append(ms)
+            r = self.stages_ms.get(name)
+            if r is None:
+                r = self.stages_ms[name] = Reservoir(seed=len(self.stages_ms) + 1)
+            r.append(ms)
         if latency_ms is not None:
             self.latency_ms.append(latency_ms)
 
     @staticmethod
-    def _pct(values: Sequence[float]) -> dict[str, float]:
-        a = np.asarray(values, dtype=np.float64)
+    def _pct(values) -> dict[str, float]:
+        a = values.values() if isinstance(values, Reservoir) else np.asarray(values, dtype=np.float64)
         return {"p50": round(float(np.percentile(a, 50)), 4), "p95": round(float(np.percentile(a, 95)), 4)}
 
     def summary(self) -> dict:
@@ -68,9 +114,9 @@ class RunStats:
             "frames": self.frames,
             "found_ratio": round(self.found / self.frames, 4) if self.frames else 0.0,
             "fps": round(self.frames / self.wall_s, 2) if self.wall_s > 0 else 0.0,
-            "stages_ms": {k: self._pct(v) for k, v in self.stages_ms.items() if v},
+            "stages_ms": {k: self._pct(v) for k, v in self.stages_ms.items() if len(v)},
         }
-        if self.latency_ms:
+        if len(self.latency_ms):
             out["latency_ms"] = self._pct(self.latency_ms)
         return out
 

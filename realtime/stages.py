@@ -128,6 +128,7 @@ class DecodeStage:
         self.identity = identity
         self.retargeter = retargeter
         self.calibrator = calibrator or Calibrator()
+        self.non_finite = 0  # frames whose model output was not finite (dropped as "no face")
         self.neutral = np.ascontiguousarray(neutral, dtype=np.float32)
         self.targets = np.ascontiguousarray(expression_targets.reshape(len(expression_targets), -1),
                                             dtype=np.float32)
@@ -148,6 +149,15 @@ class DecodeStage:
         else:
             verts, expr = self.backend.infer(record.landmarks_norm[None])
             weights = self.calibrator(np.asarray(expr[0], dtype=np.float32))
+        if not (np.isfinite(verts).all() and np.isfinite(weights).all()):
+            # never send NaN/inf to a receiver: the frame counts as one without a face
+            self.non_finite += 1
+            if self.non_finite == 1 or self.non_finite % 1000 == 0:
+                log.warning("the face model gave non-finite output (%d frame(s) so far); treating them as no face",
+                            self.non_finite)
+            record.face_found = False
+            record.expressions = record.vertices = record.model_landmarks = None
+            return
         record.expressions = weights
         if self.identity == "avatar":
             record.vertices = self.neutral + (weights @ self.targets).reshape(self.neutral.shape)
@@ -176,4 +186,5 @@ class OscStage:
         self.sender = sender
 
     def __call__(self, record: FrameRecord) -> None:
+        self.sender.check()  # a dead sender thread is an error, never a silent stop of all OSC
         self.sender.send(record)

@@ -9,7 +9,10 @@ nearer). For the pose they are put in a y-up, z-towards-viewer frame: (x, −y, 
 from __future__ import annotations
 
 import enum
+import logging
 import math
+import os
+import sys
 from dataclasses import dataclass
 
 import cv2
@@ -20,6 +23,54 @@ from engine.geometry import normalise_landmarks, similarity_procrustes
 from realtime.record import HeadPose
 
 NUM_LANDMARKS = 478
+NOISY_CALLS = 2  # MediaPipe's native start-up lines come from building the graph and the first frames
+
+
+NATIVE_NOISE = ("W0000 ", "I0000 ", "E0000 ", "INFO: Created TensorFlow Lite", "WARNING: All log messages before absl")
+
+
+class NativeStderrFilter:
+    """Holds back MediaPipe's and TensorFlow Lite's start-up notices ("Created TensorFlow Lite XNNPACK
+    delegate", absl "W0000 …" lines), which C++ code prints straight to file descriptor 2 — some from
+    the graph's own threads, after the constructor has returned — where no Python setting reaches.
+
+    `start()` points fd 2 at a temporary file; `stop()` points it back and writes out every captured
+    line that is not such a notice (so our own log lines of the same moment still appear). A no-op
+    with -v (the root logger at DEBUG), where the details are wanted. Idempotent."""
+
+    def __init__(self) -> None:
+        self._saved: int | None = None
+        self._tmp = None
+
+    def start(self) -> None:
+        if self._saved is not None or logging.getLogger().isEnabledFor(logging.DEBUG):
+            return
+        import tempfile
+
+        try:
+            sys.stderr.flush()
+            self._tmp = tempfile.TemporaryFile()
+            self._saved = os.dup(2)
+            os.dup2(self._tmp.fileno(), 2)
+        except (OSError, ValueError):  # no real fd 2 (an embedding host): leave it alone
+            self._saved = None
+
+    def stop(self) -> None:
+        if self._saved is None:
+            return
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._saved = None
+        self._tmp.seek(0)
+        kept = [ln for ln in self._tmp.read().decode(errors="replace").splitlines(keepends=True)
+                if not ln.startswith(NATIVE_NOISE)]
+        self._tmp.close()
+        if kept:
+            os.write(2, "".join(kept).encode())
 
 
 # One NormalizedLandmark with only x, y, z set, as it sits in a serialised NormalizedLandmarkList:
@@ -116,11 +167,14 @@ class FaceTracker:
         self.options = options
         self.canonical = canonical
         self.reference = reference
+        self._quiet = NativeStderrFilter()  # until the first frames are through (the graph starts async)
+        self._quiet.start()
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=options.running_mode is RunningMode.IMAGE, max_num_faces=1,
             refine_landmarks=options.refine_landmarks,
             min_detection_confidence=options.min_detection_confidence,
             min_tracking_confidence=options.min_tracking_confidence)
+        self._calls = 0
         self._last_ts: int | None = None
         self._closed = False
 
@@ -156,6 +210,9 @@ class FaceTracker:
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         rgb.flags.writeable = False
         out = self._mesh.process(rgb)
+        self._calls += 1
+        if self._calls == NOISY_CALLS:
+            self._quiet.stop()
         if not out.multi_face_landmarks:
             return TrackResult(False)
         arr = landmark_array(out.multi_face_landmarks[0])  # normalised image coords
@@ -171,6 +228,7 @@ class FaceTracker:
         if not self._closed:
             self._closed = True
             self._mesh.close()
+            self._quiet.stop()
 
     def __enter__(self) -> "FaceTracker":
         return self

@@ -566,3 +566,94 @@ def test_run_listener_missing_output_folder_is_a_user_error(tmp_path):
 def test_unresolvable_host_is_a_user_error():
     with pytest.raises(UserError, match="cannot resolve OSC host"):
         OscSender([parse_target("127.0.0.1:9000"), parse_target("no-such-host.invalid:9000")])
+
+
+def _fuzz_datagrams(rng: np.random.Generator, n: int) -> list[bytes]:
+    """Random, truncated and malicious datagrams: non-UTF-8 addresses, wrong type tags, bundles with
+    negative or huge element sizes, deep nesting, valid messages cut short."""
+    good = OscMessageBuilder("/face/request_topology").build().dgram
+    out = [b"\xff\xfe\x80garbage\x00\x00\x00\x00",  # the 12-byte non-UTF-8 datagram of issue #13
+           b"#bundle\x00" + b"\x00" * 8 + b"\xff\xff\xff\xfc",  # element size -4
+           b"#bundle\x00" + b"\x00" * 8 + b"\x7f\xff\xff\xff" + b"x" * 8,  # element size 2 GB
+           (b"#bundle\x00" + b"\x00" * 8 + b"\x00\x00\x00\x10") * 200,  # nested bundles
+           b"", good[:5], b"/face\x00\x00\x00,ffff\x00\x00\x00"]
+    while len(out) < n:
+        k = int(rng.integers(0, 4))
+        if k == 0:
+            out.append(rng.bytes(int(rng.integers(1, 200))))
+        elif k == 1:
+            out.append(good[:int(rng.integers(0, len(good)))] + rng.bytes(int(rng.integers(0, 8))))
+        elif k == 2:
+            out.append(b"/" + rng.bytes(7) + b"\x00,s\x00\x00" + rng.bytes(16))
+        else:
+            out.append(b"#bundle\x00" + rng.bytes(8) + rng.bytes(4) + rng.bytes(int(rng.integers(0, 64))))
+    return out
+
+
+def test_sender_survives_anything_sent_back_to_its_sockets(caplog):
+    """10,000 hostile datagrams from the receiver's own address (the only one that can reach a
+    connected socket) to every sending socket: the sender thread lives, frames keep arriving, the
+    junk is counted and warned about once, and a real topology request is still honoured."""
+    tri, uvs = head_topology()
+    rng = np.random.default_rng(13)
+    junk = _fuzz_datagrams(rng, 10_000)
+    with NativeListener(0) as listener, caplog.at_level(logging.WARNING, logger="realtime.osc.sender"):
+        sender = OscSender([parse_target(f"127.0.0.1:{listener.port}")], topology=(tri, uvs),
+                           topology_interval_s=0)
+        port = sender.local_ports()[0]
+        before = sender.stats.topology_sends
+        for i, d in enumerate(junk):
+            listener.sock.sendto(d, ("127.0.0.1", port))
+            if i % 500 == 0:
+                sender.send(face_record(i // 500))
+                sender.check()
+                time.sleep(0.002)
+        listener.sock.sendto(OscMessageBuilder("/face/request_topology").build().dgram, ("127.0.0.1", port))
+        t_end = time.perf_counter() + 5
+        while sender.stats.topology_sends <= before and time.perf_counter() < t_end:
+            sender.send(face_record(99))
+            time.sleep(0.02)
+        sender.check()
+        sender.close()
+    assert sender.stats.thread_errors == 0 and sender.stats.frames > 0
+    assert sender.stats.topology_sends > before  # the real request after the flood still works
+    assert sender.stats.ignored > 0
+    assert sum("ignored" in r.getMessage() for r in caplog.records) <= 2  # rate-limited, not one per datagram
+
+
+def test_datagrams_from_elsewhere_never_reach_the_sending_socket():
+    """The sending socket is connected to its destination: another host/port cannot feed it."""
+    with NativeListener(0) as listener:
+        with OscSender([parse_target(f"127.0.0.1:{listener.port}")], topology=None) as sender:
+            port = sender.local_ports()[0]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+                for _ in range(50):
+                    stranger.sendto(b"\xff" * 12, ("127.0.0.1", port))
+            sender.send(face_record(0))
+            time.sleep(0.3)
+            sender.send(face_record(1))
+            time.sleep(0.1)
+        assert sender.stats.ignored == 0 and sender.stats.thread_errors == 0
+
+
+def test_a_failing_sender_thread_survives_and_a_dead_one_is_an_error(monkeypatch):
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the deliberate death below
+    with NativeListener(0) as listener:
+        sender = OscSender([parse_target(f"127.0.0.1:{listener.port}")], topology=None)
+
+        def fails():
+            raise ValueError("an iteration fails")
+
+        sender._run_once = fails  # noqa: SLF001 - what no handler inside an iteration expects
+        time.sleep(0.2)
+        sender.check()  # still alive: the error was logged and counted
+        assert sender.stats.thread_errors >= 1 and isinstance(sender.error, ValueError)
+
+        def dies():
+            raise SystemExit  # not an Exception: the thread ends
+
+        sender._run_once = dies  # noqa: SLF001
+        sender._thread.join(2)  # noqa: SLF001
+        with pytest.raises(RuntimeError, match="OSC sender thread stopped"):
+            sender.check()
+        sender.close()

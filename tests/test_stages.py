@@ -185,3 +185,74 @@ def test_overlapped_pipeline_reraises_front_errors_and_stops():
     assert stats.frames == 3
     with pytest.raises(ValueError):
         Pipeline(_ListSource(1), [_Mark("track")], front_stages=2)
+
+
+def test_non_finite_model_output_is_a_frame_without_face(caplog):
+    """A diverged model (one NaN weight) on the real torch-cpu back-end: the stage drops the frame as
+    "no face" with one warning instead of passing NaN on to OSC and the renderer."""
+    import logging
+
+    import torch
+
+    from engine.backends import create_backend
+    from engine.checkpoint import load_face_model
+
+    model = load_face_model()
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.startswith("decoder"))[0].fill_(float("nan"))
+    backend = create_backend("torch-cpu", model=model)
+    head = load_head()
+    stage = DecodeStage(backend, head.vertices, head.expression_targets)
+    caplog.set_level(logging.WARNING, logger="realtime.stages")
+    recs = [FrameRecord(i, 0.0, i, face_found=True, landmarks_norm=reference_landmarks(head.vertices, load_embedding()))
+            for i in range(3)]
+    for rec in recs:
+        stage(rec)
+        assert not rec.face_found and rec.vertices is None and rec.expressions is None
+    assert stage.non_finite == 3
+    assert sum("non-finite" in r.getMessage() for r in caplog.records) == 1  # one warning, not one per frame
+
+
+def test_a_checkpoint_with_nan_weights_is_refused(tmp_path):
+    import shutil
+
+    import torch
+
+    from engine.checkpoint import CHECKPOINT_PATH, hash_path, load_face_model, sha256_file
+    from engine.errors import CheckpointError
+
+    payload = torch.load(CHECKPOINT_PATH, map_location="cpu", weights_only=False)
+    key = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][key] = payload["state_dict"][key].clone().fill_(float("nan"))
+    bad = tmp_path / "diverged.pt"
+    torch.save(payload, bad)
+    hash_path(bad).write_text(sha256_file(bad) + "\n")
+    with pytest.raises(CheckpointError, match="non-finite weights .* diverged"):
+        load_face_model(bad)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_face_model(folder)
+    shutil.copy(CHECKPOINT_PATH, tmp_path / "copy.pt")
+    with pytest.raises(CheckpointError, match="no content hash"):
+        load_face_model(tmp_path / "copy.pt")
+
+
+def test_run_statistics_stay_bounded_however_long_the_run():
+    """An 8-hour session at 30 FPS is 864,000 frames: the statistics keep a fixed-size sample, and its
+    percentiles stay those of the whole run (a uniform reservoir, not just the last frames)."""
+    from realtime.pipeline import RESERVOIR_SIZE, Reservoir
+
+    st = RunStats()
+    n = 200_000
+    ramp = np.linspace(0.0, 100.0, n)  # timings that drift over the run: a "last N" window would miss it
+    for i in range(n):
+        st.add(FrameRecord(i, 0.0, i, timings_ms={"track": float(ramp[i])}), latency_ms=float(ramp[i]))
+    assert len(st.stages_ms["track"]) == RESERVOIR_SIZE and len(st.latency_ms) == RESERVOIR_SIZE
+    assert st.stages_ms["track"].values().nbytes == RESERVOIR_SIZE * 8
+    s = st.summary()
+    assert s["frames"] == n
+    assert abs(s["stages_ms"]["track"]["p50"] - 50.0) < 2.0 and abs(s["latency_ms"]["p95"] - 95.0) < 2.0
+    r = Reservoir(capacity=10)
+    r.extend(range(5))
+    assert list(r.values()) == [0, 1, 2, 3, 4]  # exact until full

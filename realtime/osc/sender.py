@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from pythonosc.osc_message import OscMessage, ParseError
+from pythonosc.osc_message import OscMessage
 
 from engine.errors import UserError
 from realtime.osc.faceosc import encode_faceosc
@@ -40,6 +40,9 @@ class SenderStats:
     enqueued / dropped: frames given to `send` / dropped from the full queue (oldest first);
     frames: frames encoded and sent; datagrams / bytes: sent successfully; failed: datagrams not sent
     (socket buffer full or send error); topology_sends: topology transmissions (all destinations);
+    ignored: datagrams that reached a sending socket and were not a topology request from its
+    destination (malformed, foreign, anything): dropped; thread_errors: unexpected errors the sender
+    thread survived;
     thread_ms: encode+send wall time of recent frames (perf_counter, ms, last 1,000).
     """
 
@@ -50,6 +53,8 @@ class SenderStats:
     bytes: int = 0
     failed: int = 0
     topology_sends: int = 0
+    ignored: int = 0
+    thread_errors: int = 0
     thread_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
 
 
@@ -59,6 +64,7 @@ class _Destination:
     sockaddr: tuple
     sock: socket.socket
     warned: bool = False
+    connected: bool = False
 
 
 def _resolve(target: OscTarget) -> tuple[int, tuple]:
@@ -86,6 +92,17 @@ def _snapshot(rec: FrameRecord) -> FrameRecord:
     return FrameRecord(frame_id=rec.frame_id, t_capture=rec.t_capture, timestamp_ms=rec.timestamp_ms,
                        face_found=rec.face_found, landmarks_px=_copy(rec.landmarks_px), pose=pose,
                        vertices=_copy(rec.vertices), expressions=_copy(rec.expressions), t_sent=rec.t_sent)
+
+
+POLL_MAX = 64  # datagrams read back per socket per frame at most
+
+
+def _is_topology_request(data: bytes) -> bool:
+    """Whether a datagram is an OSC message to the topology-request address; never raises (any bytes)."""
+    try:
+        return OscMessage(data).address == ADDR_TOPO_REQUEST
+    except Exception:  # noqa: BLE001 - python-osc raises ParseError, UnicodeDecodeError, IndexError, …
+        return False
 
 
 class OscSender:
@@ -116,8 +133,16 @@ class OscSender:
         for target, family, sockaddr in resolved:
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            # Connected: the kernel picks the local address of the route to the destination (loopback
+            # for 127.0.0.1, not every interface) and delivers replies from that peer only; the only
+            # thing we read back is a native receiver's topology request (docs/osc.md).
+            connected = True
+            try:
+                sock.connect(sockaddr)
+            except OSError:  # no route yet (network down): send unconnected; replies are then filtered
+                connected = False
             sock.setblocking(False)
-            self._dests.append(_Destination(target, sockaddr, sock))
+            self._dests.append(_Destination(target, sockaddr, sock, connected=connected))
         self._queue: deque[FrameRecord] = deque()
         self._queue_size = int(queue_size)
         self._cond = threading.Condition()
@@ -125,7 +150,7 @@ class OscSender:
         self._closed = False
         self._topology_due: set[int] = {i for i, d in enumerate(self._dests) if d.target.format == "native"}
         self._topology_bytes: list[bytes] | None = None
-        self._t0 = time.perf_counter()
+        self._t0 = self._last_topology = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name="osc-sender", daemon=True)
         self._thread.start()
 
@@ -177,44 +202,66 @@ class OscSender:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def check(self) -> None:
+        """Raise RuntimeError if the sender thread has died (it survives everything it expects; this
+        is for what it does not): the app's OSC stage calls it every frame, so no frame is silently lost."""
+        if not self._closing and not self._thread.is_alive():
+            raise RuntimeError(f"the OSC sender thread stopped ({self.error!r}); no OSC is being sent — "
+                               "please report this with the log above")
+
     # --- sender thread -----------------------------------------------------------------------
     def _run(self) -> None:
-        last_topology = time.perf_counter()
+        """The thread: survives any error of one iteration (logged, counted), exits only on close."""
         while True:
-            with self._cond:
-                if not (self._queue or self._closing or self._topology_due):
-                    self._cond.wait(timeout=0.1)
-                rec = self._queue.popleft() if self._queue else None
-                stop = self._closing and not self._queue
-                due, self._topology_due = self._topology_due, set()
-            self._poll_requests(due)
-            if self.topology is not None and self.topology_interval_s > 0 and \
-                    time.perf_counter() - last_topology >= self.topology_interval_s:
-                due |= {i for i, d in enumerate(self._dests) if d.target.format == "native"}
-            if due and self.topology is not None:
-                self._send_topology(due)
-                last_topology = time.perf_counter()
-            if rec is not None:
-                self._send_frame(rec)
-            if stop:
-                return
+            try:
+                if self._run_once():
+                    return
+            except Exception as exc:  # noqa: BLE001 - the thread must not die on anything a frame or the network does
+                self.stats.thread_errors += 1
+                self.error = exc
+                if self.stats.thread_errors == 1 or self.stats.thread_errors % 1000 == 0:
+                    log.error("OSC sender: %s: %s (%d so far); still running", type(exc).__name__, exc,
+                              self.stats.thread_errors, exc_info=log.isEnabledFor(logging.DEBUG))
+                time.sleep(0.01)  # an error that repeats every iteration must not spin a core
+
+    def _run_once(self) -> bool:
+        """One iteration; True when the thread should end."""
+        with self._cond:
+            if not (self._queue or self._closing or self._topology_due):
+                self._cond.wait(timeout=0.1)
+            rec = self._queue.popleft() if self._queue else None
+            stop = self._closing and not self._queue
+            due, self._topology_due = self._topology_due, set()
+        self._poll_requests(due)
+        if self.topology is not None and self.topology_interval_s > 0 and \
+                time.perf_counter() - self._last_topology >= self.topology_interval_s:
+            due |= {i for i, d in enumerate(self._dests) if d.target.format == "native"}
+        if due and self.topology is not None:
+            self._send_topology(due)
+            self._last_topology = time.perf_counter()
+        if rec is not None:
+            self._send_frame(rec)
+        return stop
 
     def _poll_requests(self, due: set[int]) -> None:
+        """Drain every socket (at most `POLL_MAX` datagrams each per frame, so a flood cannot stall
+        the thread); a native destination's own topology request is honoured, anything else dropped."""
         for i, d in enumerate(self._dests):
-            if d.target.format != "native":
-                continue
-            while True:
+            for _ in range(POLL_MAX):
                 try:
-                    data = d.sock.recv(65536)
+                    data, peer = d.sock.recvfrom(65536)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:  # e.g. ICMP port unreachable reported on this socket
                     break
-                try:
-                    if OscMessage(data).address == ADDR_TOPO_REQUEST:
-                        due.add(i)
-                except ParseError:
+                if d.target.format == "native" and _is_topology_request(data) and \
+                        (d.connected or peer[:2] == d.sockaddr[:2]):
+                    due.add(i)
                     continue
+                self.stats.ignored += 1
+                if self.stats.ignored == 1 or self.stats.ignored % 10_000 == 0:
+                    log.warning("OSC: ignored %d datagram(s) sent back to our sending port (only a native "
+                                "receiver's %s is read there)", self.stats.ignored, ADDR_TOPO_REQUEST)
 
     def _send_topology(self, due: set[int]) -> None:
         if self._topology_bytes is None:
@@ -254,7 +301,7 @@ class OscSender:
         sent = n_bytes = 0
         try:
             for dgram in datagrams:
-                n_bytes += sock.sendto(dgram, addr)
+                n_bytes += sock.send(dgram) if d.connected else sock.sendto(dgram, addr)
                 sent += 1
         except BlockingIOError:  # socket buffer full: the receiver side or network is slow
             self.stats.failed += len(datagrams) - sent
