@@ -193,52 +193,120 @@ def run_app(args: argparse.Namespace) -> int:
 
         for text in args.osc:
             parse_target(text)
-    with ExitStack() as stack:
-        source = stack.enter_context(open_source(
-            camera=args.camera, video=args.video, images=args.images, demo=args.demo, width=args.width,
-            height=args.height, fps=args.fps, mirror=args.mirror, realtime=not args.as_fast_as_possible,
-            loop=args.loop))
-        first = source.read()
-        if first is None:
-            raise UserError("the source gave no frames")
-        h, w = first.image.shape[:2]
-        stages, backend, decode, head = build_stages(args, (w, h), stack)
-        hud = HudState(backend=f"{backend.name}")
-        window = renderer = recorder = None
-        if not args.no_render:
-            from realtime.render import Renderer, RenderOptions
-
-            size = parse_size(args.view_size) or ((2 * w, h) if args.layout == "side" else (w, h))
-            options = RenderOptions(layout=args.layout, wireframe=args.wireframe, show_landmarks=args.landmarks,
-                                    mirror=False, show_hud=True)
-            if args.headless:
-                renderer = Renderer.offscreen(size[0], size[1], head.triangles, head.uvs)
-            else:
-                from realtime.window import Window
-
-                window = stack.enter_context(Window.open(size[0], size[1], "facemesh-live"))
-                renderer = Renderer(window.ctx, size[0], size[1], head.triangles, head.uvs)
-            stack.callback(renderer.release)
-            if args.record is not None:
-                from realtime.recorder import Recorder
-
-                recorder = stack.enter_context(Recorder(args.record, size, fps=source.fps or 30.0))
-            stages.append(RenderStage(renderer, options, hud, window, recorder))
-        controller = Controller(args, hud, decode, window, renderer, stages)
-        pipeline = Pipeline(_Prepend(first, source), stages, should_stop=controller.should_stop,
-                            front_stages=0 if getattr(args, "no_overlap", False) else front_stage_count(stages))
+    holder = _RunHolder()
+    code = 0
+    with StopSignals() as signals:
         try:
-            stats = pipeline.run(max_frames=args.frames)
-        except KeyboardInterrupt:
-            stats = pipeline.stats
-            log.info("interrupted: shutting down")
-        _report(stats, args.stats)
-    return 0
+            with ExitStack() as stack:
+                source = stack.enter_context(open_source(
+                    camera=args.camera, video=args.video, images=args.images, demo=args.demo, width=args.width,
+                    height=args.height, fps=args.fps, mirror=args.mirror, realtime=not args.as_fast_as_possible,
+                    loop=args.loop))
+                first = source.read()
+                if first is None:
+                    raise UserError("the source gave no frames")
+                h, w = first.image.shape[:2]
+                stages, backend, decode, head = build_stages(args, (w, h), stack)
+                hud = HudState(backend=f"{backend.name}")
+                window = renderer = recorder = None
+                if not args.no_render:
+                    from realtime.render import Renderer, RenderOptions
+
+                    size = parse_size(args.view_size) or ((2 * w, h) if args.layout == "side" else (w, h))
+                    options = RenderOptions(layout=args.layout, wireframe=args.wireframe, show_landmarks=args.landmarks,
+                                            mirror=False, show_hud=True)
+                    if args.headless:
+                        renderer = Renderer.offscreen(size[0], size[1], head.triangles, head.uvs)
+                    else:
+                        from realtime.window import Window
+
+                        window = stack.enter_context(Window.open(size[0], size[1], "facemesh-live"))
+                        renderer = Renderer(window.ctx, size[0], size[1], head.triangles, head.uvs)
+                    stack.callback(renderer.release)
+                    if args.record is not None:
+                        from realtime.recorder import Recorder
+
+                        recorder = stack.enter_context(Recorder(args.record, size, fps=source.fps or 30.0))
+                    stages.append(RenderStage(renderer, options, hud, window, recorder))
+                controller = Controller(args, hud, decode, window, renderer, stages)
+                pipeline = Pipeline(_Prepend(first, source), stages, should_stop=controller.should_stop,
+                                    front_stages=0 if getattr(args, "no_overlap", False) else front_stage_count(stages))
+                holder.pipeline = pipeline
+                pipeline.run(max_frames=args.frames)
+        except Stopped as exc:
+            code = exc.exit_code
+            log.info("%s: stopping; the recording and statistics are saved", exc.what)
+        finally:
+            signals.stopping = True  # further signals during the shutdown are ignored
+            stats = getattr(holder.pipeline, "stats", None) or RunStats()
+            _report(stats, args.stats)
+    return code
+
+
+class _RunHolder:
+    pipeline: Pipeline | None = None
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised in the main thread by `StopSignals` on SIGINT, SIGTERM or SIGHUP: unwinds the app like
+    Ctrl-C (every resource closed, the recording finished) and carries the exit status
+    (130, 143, 129: 128 + the signal number)."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.what = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}.get(
+            signum, f"signal {signal.Signals(signum).name}")
+        super().__init__(self.what)
+
+
+class StopSignals:
+    """Within the block, SIGINT, SIGTERM and SIGHUP (kill, systemd, docker stop, a closed terminal)
+    raise `Stopped` once in the main thread; once `stopping` is set (the app is shutting down), further
+    signals are only logged, so they cannot cut the recording's finalisation short. The previous
+    handlers are restored on exit, unless a signal stopped the app (then the process is exiting, and
+    repeats stay ignored until it has). A no-op outside the main thread."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.signalled = False
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.stopping:
+            log.info("already stopping; signal %d ignored", signum)
+            return
+        self.stopping = self.signalled = True
+        raise Stopped(signum)
+
+    def __enter__(self) -> "StopSignals":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+                if sig is not None:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.signalled:  # the process is on its way out: ignore repeats until it has exited (SIG_IGN
+            for sig in self._previous:  # also holds while the interpreter shuts down; a Python handler would not)
+                signal.signal(sig, signal.SIG_IGN)
+            return
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
 
 
 def _report(stats: RunStats, path: Path | None) -> None:
+    """Log the run's summary (when it processed frames) and write `--stats` (always, when asked)."""
     s = stats.summary()
-    log.info("%d frames, face found in %.0f%%, %.1f FPS", s["frames"], 100 * s["found_ratio"], s["fps"])
+    if s["frames"]:
+        log.info("%d frames, face found in %.0f%%, %.1f FPS", s["frames"], 100 * s["found_ratio"], s["fps"])
     if path is not None:
         stats.write_json(path)
         log.info("statistics written to %s", path)

@@ -39,6 +39,11 @@ class Recorder:
     path: .mp4 (or .m4v/.mov) file, overwritten. size: (width, height) in pixels, fixed at open;
     frames of another size are resized. fps: frames per second written in the file's header.
     Use as a context manager, or call `close()` (idempotent).
+
+    Frames go to a hidden file beside `path` (`.NAME.part.mp4`); `close()` finishes it (the container
+    index is written then) and renames it to `path` — or deletes it when no frame was written, so a
+    recording that never started leaves no file and `path` never holds a half-written video. The app
+    calls `close()` on every way out (end, window closed, Ctrl-C, SIGTERM, SIGHUP, an error).
     """
 
     def __init__(self, path: str | os.PathLike, size: tuple[int, int], fps: float = 30.0) -> None:
@@ -51,9 +56,11 @@ class Recorder:
         self.size = (width, height)
         self.fps = float(fps)
         self.frames_written = 0
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*FOURCC), self.fps, self.size)
+        self.part_path = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
+        self._writer = cv2.VideoWriter(str(self.part_path), cv2.VideoWriter_fourcc(*FOURCC), self.fps, self.size)
         if not self._writer.isOpened():
             self._writer.release()
+            self.part_path.unlink(missing_ok=True)
             raise UserError(f"cannot write video {self.path} with codec {FOURCC}; check the path and disk space")
         log.info("recording %dx%d at %.2f fps to %s", width, height, self.fps, self.path)
 
@@ -74,11 +81,16 @@ class Recorder:
         self.frames_written += 1
 
     def close(self) -> None:
-        """Finish the file. Idempotent."""
+        """Finish the file: rename it into place, or remove it when it holds no frame. Idempotent."""
         if self._writer is None:
             return
         self._writer.release()
         self._writer = None
+        if self.frames_written == 0:
+            self.part_path.unlink(missing_ok=True)
+            log.info("no frame was recorded; %s not written", self.path)
+            return
+        os.replace(self.part_path, self.path)
         log.info("recorded %d frames to %s", self.frames_written, self.path)
 
     def __enter__(self) -> "Recorder":
