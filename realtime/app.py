@@ -6,6 +6,7 @@ render (each optional where that makes sense); the window's keys act between fra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -313,7 +314,9 @@ def _report(stats: RunStats, path: Path | None) -> None:
 
 
 class _Prepend:
-    """A source that first returns an already-read frame, then reads on."""
+    """A source that first returns an already-read frame, then reads on. The loop starts with that
+    read: the frame is re-stamped as captured now and a paced video's clock restarts, so neither the
+    model's loading time nor a late first frame shows up as lag or as a catch-up sprint."""
 
     def __init__(self, first, source) -> None:
         self.first, self.source = first, source
@@ -321,7 +324,10 @@ class _Prepend:
     def read(self):
         if self.first is not None:
             f, self.first = self.first, None
-            return f
+            restart = getattr(self.source, "restart_clock", None)
+            if restart is not None:
+                restart()
+            return dataclasses.replace(f, t_capture=time.perf_counter())
         return self.source.read()
 
 

@@ -149,7 +149,9 @@ class Pipeline:
             raise ValueError("depth must be at least 1")
         self.source = source
         self.stages = list(stages)
-        self.latency_stage = latency_stage
+        names = [getattr(st, "name", "") for st in self.stages]
+        # capture → hand-off: the OSC send when there is one, else the end of the last stage
+        self.latency_stage = latency_stage if latency_stage in names or not names else names[-1]
         self.should_stop = should_stop or (lambda: False)
         self.on_frame = on_frame
         self.front_stages, self.depth = int(front_stages), int(depth)

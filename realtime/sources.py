@@ -334,8 +334,8 @@ class VideoSource(_SourceBase):
         if img is None:
             return None
         i = self._index
-        if self._t0 is None:
-            self._t0 = time.perf_counter()
+        if self._t0 is None:  # the clock starts (or restarts) with this frame due now
+            self._t0 = time.perf_counter() - i / self._fps
         due = self._t0 + i / self._fps
         if self.realtime:
             delay = due - time.perf_counter()
@@ -345,6 +345,11 @@ class VideoSource(_SourceBase):
         t = time.perf_counter()
         return SourceFrame(_postprocess(img, self.resize, self.mirror), round(i * 1000.0 / self._fps),
                            due if self.realtime else t, i)
+
+    def restart_clock(self) -> None:
+        """Pace from now on: the next frame is due at once (the app calls this when its loop starts,
+        so the seconds spent loading the model do not make the clip race to catch up)."""
+        self._t0 = None
 
     def close(self) -> None:
         """Release the decoder. Safe to call twice."""

@@ -133,3 +133,16 @@ def test_serial_run_gives_the_same_frames(tmp_path):
                 "--stats", str(stats)) == 0
     s = json.loads(stats.read_text())
     assert s["frames"] == 30 and s["found_ratio"] == 1.0 and "decode" in s["stages_ms"]
+
+
+def test_a_paced_clip_plays_at_its_own_rate_from_the_first_frame(tmp_path):
+    """The clock starts when the loop does, not at the read before the model loads: the demo clip
+    plays at its 29.97 fps instead of racing to catch up, and capture → output latency stays a
+    frame or so (it read 6,000–33,000 ms when the clock started early). Latency is reported without
+    --osc too (to the end of the last stage)."""
+    stats = tmp_path / "s.json"
+    assert _run("--demo", "--no-render", "--frames", "90", "--stats", str(stats)) == 0
+    s = json.loads(stats.read_text())
+    assert s["frames"] == 90
+    assert 24.0 < s["fps"] < 36.0, s["fps"]  # paced, not 2-4x too fast
+    assert s["latency_ms"]["p50"] < 500.0, s["latency_ms"]
