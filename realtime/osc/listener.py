@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pythonosc.osc_bundle import ParseError as BundleParseError
-from pythonosc.osc_message import ParseError as MessageParseError
-from pythonosc.osc_packet import OscPacket, ParseError as PacketParseError
+from pythonosc.osc_message import OscMessage
 
 from engine.errors import UserError
 from realtime.osc import native as N
@@ -26,8 +24,42 @@ from realtime.osc.names import ARKIT_NAMES
 log = logging.getLogger(__name__)
 
 RECV_BUFFER_BYTES = 4 << 20
-MAX_PENDING_FRAMES = 8
-_PARSE_ERRORS = (PacketParseError, BundleParseError, MessageParseError)
+MAX_PENDING_FRAMES = 8  # frames being assembled at once; an older unfinished one is dropped
+MAX_BUNDLE_DEPTH = 8  # bundles inside bundles
+MAX_LANDMARK_ROWS = 1024
+MAX_VERTEX_ROWS = 1 << 17  # before a topology has said how many there are
+MAX_TOPOLOGY_ROWS = 1 << 20
+MAX_CHUNKS = 1 << 14
+BUNDLE_TAG = b"#bundle\x00"
+
+
+class BadDatagram(ValueError):
+    """A datagram or message that does not follow the native schema (dropped and counted)."""
+
+
+def osc_messages(datagram: bytes, depth: int = 0) -> Iterator[tuple[str, list]]:
+    """(address, arguments) of every message in a datagram, bundles walked by our own bounded parser
+    (python-osc 1.10.2's loops forever on a bundle element of size −4 and recurses without limit):
+    element sizes must be positive, 4-aligned and inside the datagram, nesting at most
+    `MAX_BUNDLE_DEPTH`. Raises BadDatagram; a message python-osc cannot parse raises whatever it does."""
+    if datagram.startswith(BUNDLE_TAG):
+        if depth >= MAX_BUNDLE_DEPTH:
+            raise BadDatagram("bundles nested too deep")
+        if len(datagram) < 16:
+            raise BadDatagram("truncated bundle header")
+        pos = 16
+        while pos < len(datagram):
+            if pos + 4 > len(datagram):
+                raise BadDatagram("truncated bundle element size")
+            size = int.from_bytes(datagram[pos:pos + 4], "big", signed=True)
+            pos += 4
+            if size <= 0 or size % 4 or pos + size > len(datagram):
+                raise BadDatagram(f"bundle element size {size} does not fit")
+            yield from osc_messages(datagram[pos:pos + size], depth + 1)
+            pos += size
+        return
+    msg = OscMessage(datagram)
+    yield msg.address, list(msg.params)
 
 
 @dataclass
@@ -70,15 +102,24 @@ class ReceivedTopology:
 
 
 class _ChunkBuffer:
-    """Collects chunks of one [total, width] array."""
+    """Collects chunks of one [total, width] array; `total` is checked against `limit` before anything
+    is allocated, every chunk against the array's bounds (BadDatagram otherwise)."""
 
-    def __init__(self, total: int, width: int, dtype) -> None:
+    def __init__(self, total: int, width: int, dtype, limit: int) -> None:
+        if not 0 < total <= limit:
+            raise BadDatagram(f"array of {total} rows announced (at most {limit})")
         self.data = np.full((total, width), np.nan if dtype == np.float32 else -1, dtype=dtype)
         self.seen: set[int] = set()
         self.count: int | None = None
 
-    def add(self, index: int, count: int, start: int, values: list, width: int) -> None:
+    def add(self, index: int, count: int, start: int, total: int, values: list, width: int) -> None:
+        if total != len(self.data) or not 0 < count <= MAX_CHUNKS or not 0 <= index < count:
+            raise BadDatagram("chunk header does not match its array")
+        if not values or len(values) % width:
+            raise BadDatagram("chunk values are not whole rows")
         vals = np.asarray(values, dtype=self.data.dtype).reshape(-1, width)
+        if not 0 <= start <= len(self.data) - len(vals):
+            raise BadDatagram("chunk outside its array")
         self.data[start:start + len(vals)] = vals
         self.seen.add(index)
         self.count = count
@@ -106,22 +147,38 @@ class FrameAssembler:
         self._current: NativeFrame | None = None
         self.datagrams = 0
         self.bad_datagrams = 0
+        self.dropped_frames = 0
 
     def feed(self, datagram: bytes) -> list[NativeFrame]:
+        """Frames finished by this datagram. Never raises: whatever does not follow the schema is
+        dropped and counted in `bad_datagrams` (memory stays bounded whatever arrives)."""
         self.datagrams += 1
         try:
-            packet = OscPacket(datagram)
-        except _PARSE_ERRORS:
+            messages = list(osc_messages(bytes(datagram)))
+        except Exception:  # noqa: BLE001 - BadDatagram, and anything python-osc raises on garbage
             self.bad_datagrams += 1
             return []
         done: list[NativeFrame] = []
-        for timed in packet.messages:
-            done += self._message(timed.message.address, list(timed.message.params))
+        bad = False
+        for addr, params in messages:
+            try:
+                done += self._message(addr, params)
+            except (BadDatagram, ValueError, TypeError, IndexError, OverflowError, KeyError):
+                bad = True
+        self.bad_datagrams += bad
         return done
+
+    @property
+    def pending(self) -> int:
+        """Frames being assembled now (at most `MAX_PENDING_FRAMES`)."""
+        return len(self._frames)
 
     def _frame(self, fid: int) -> NativeFrame:
         f = self._frames.get(fid)
         if f is None:
+            while len(self._frames) >= MAX_PENDING_FRAMES:  # a flood of unfinished frames: drop the oldest
+                self._finish(self._order[0], None, None)
+                self.dropped_frames += 1
             f = self._frames[fid] = NativeFrame(frame_id=fid)
             self._order.append(fid)
         return f
@@ -137,22 +194,34 @@ class FrameAssembler:
             self._pose_or_blend(addr, p)
         elif addr in (N.ADDR_LANDMARKS, N.ADDR_VERTICES):
             fid, index, count, start, total, *vals = p
-            f = self._frame(int(fid))
-            buf = self._arrays.get((f.frame_id, addr))
+            limit = MAX_LANDMARK_ROWS if addr == N.ADDR_LANDMARKS else (
+                self.topology.n_vertices if self.topology is not None else MAX_VERTEX_ROWS)
+            key = (int(fid), addr)
+            buf = self._arrays.get(key)
             if buf is None:
-                buf = self._arrays[(f.frame_id, addr)] = _ChunkBuffer(int(total), 3, np.float32)
-            buf.add(int(index), int(count), int(start), vals, 3)
+                buf = _ChunkBuffer(int(total), 3, np.float32, limit)  # checks before the frame exists
+                self._frame(int(fid))
+                self._arrays[key] = buf
+            buf.add(int(index), int(count), int(start), int(total), vals, 3)
         elif addr == N.ADDR_END:
             return self._end(int(p[0]), int(p[1]), int(p[2]))
         elif addr.startswith("/face/topology/"):
             self._topology_message(addr, p)
         return []
 
+    _SIZES = {N.ADDR_POSITION: 3, N.ADDR_QUATERNION: 4, N.ADDR_MATRIX: 16, N.ADDR_EULER: 3, N.ADDR_SCALE: 1,
+              N.ADDR_CENTER: 2, N.ADDR_BLEND: len(ARKIT_NAMES)}
+
     def _pose_or_blend(self, addr: str, p: list) -> None:
         f = self._current
         if f is None:
             return
         arr = np.asarray(p, dtype=np.float32)
+        want = self._SIZES.get(addr, 1)
+        if arr.shape != (want,):
+            raise BadDatagram(f"{addr} with {arr.size} values (expected {want})")
+        if addr not in self._SIZES and addr[len(N.ADDR_BLEND) + 1:] not in _ARKIT_SET:
+            raise BadDatagram(f"unknown expression {addr}")
         if addr == N.ADDR_POSITION:
             f.position_mm = arr
         elif addr == N.ADDR_QUATERNION:
@@ -209,13 +278,16 @@ class FrameAssembler:
         width, dtype = (3, np.int32) if addr == N.ADDR_TOPO_TRIANGLES else (2, np.float32)
         buf = self._topo_parts.get(addr)
         if buf is None:
-            buf = self._topo_parts[addr] = _ChunkBuffer(int(total), width, dtype)
-        buf.add(int(index), int(count), int(start), vals, width)
+            buf = self._topo_parts[addr] = _ChunkBuffer(int(total), width, dtype, MAX_TOPOLOGY_ROWS)
+        buf.add(int(index), int(count), int(start), int(total), vals, width)
         tid, n_vertices, _, has_uvs = self._topo_info
         tri = self._topo_parts.get(N.ADDR_TOPO_TRIANGLES)
         uvs = self._topo_parts.get(N.ADDR_TOPO_UVS)
         if tri is not None and tri.done and (not has_uvs or (uvs is not None and uvs.done)):
             self.topology = ReceivedTopology(tid, n_vertices, tri.data, uvs.data if has_uvs else None)
+
+
+_ARKIT_SET = frozenset(ARKIT_NAMES)
 
 
 def _older(a: int, b: int) -> bool:
@@ -368,7 +440,8 @@ def run_listener(port: int, host: str = "127.0.0.1", out_path: Path | str | None
     """`python main.py listen PORT`: receive native frames, print one line each, optionally save.
 
     Stops after `count` frames, after `timeout_s` seconds without a frame, or on Ctrl-C; then writes
-    `out_path` (.npz, see `frames_to_arrays`) if given. Returns the frames received.
+    `out_path` (.npz, see `frames_to_arrays`) if given. Returns the frames received when saving
+    (an empty list otherwise: a listener left running keeps no history).
     """
     if out_path is not None:
         out_path = Path(out_path)
@@ -381,7 +454,8 @@ def run_listener(port: int, host: str = "127.0.0.1", out_path: Path | str | None
                  + "; Ctrl-C to stop")
         try:
             for f in listener.frames(count=count, timeout_s=timeout_s):
-                frames.append(f)
+                if out_path is not None:  # kept only to be saved: without --out memory stays flat
+                    frames.append(f)
                 if echo is not None:
                     echo(describe(f))
         except KeyboardInterrupt:
