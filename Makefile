@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` runs the app on the bundled real clip, `make test` runs the tests.
-.PHONY: install demo test bench
+.PHONY: install demo test soak bench
 install:
 	bash scripts/install.sh
 
@@ -10,6 +10,9 @@ demo: install
 
 test: install
 	.venv/bin/python -m pytest -q
+
+soak: install
+	.venv/bin/python -m pytest -q -m soak
 
 bench: install
 	.venv/bin/python main.py bench --decoder --pipeline --modes track,headless,full,headless-serial,full-serial --batches 1,64,256,1024 --json docs/benchmarks/cpu.json --plot docs/benchmarks/cpu.png

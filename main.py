@@ -26,6 +26,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--height", type=int, default=480, help="camera capture height (px)")
     src.add_argument("--fps", type=float, default=30.0, help="camera capture rate")
     src.add_argument("--mirror", action="store_true", help="mirror the input horizontally (selfie view)")
+    src.add_argument("--camera-timeout", type=float, default=None, metavar="S",
+                     help="give up when the camera has been lost this many seconds (default: never while a "
+                          "window is open, 30 s headless); it reconnects by itself meanwhile")
     src.add_argument("--as-fast-as-possible", action="store_true",
                      help="process video/images as fast as possible instead of in real time")
     src.add_argument("--loop", action="store_true", help="loop a video / the demo clip")

@@ -66,7 +66,9 @@ class HudState:
     def lines(self, record: FrameRecord) -> list[str]:
         stages = "  ".join(f"{k} {v:.1f}" for k, v in record.timings_ms.items() if k != "render")
         out = [f"{self.fps:5.1f} FPS   {self.backend}", f"ms: {stages}"]
-        if not record.face_found:
+        if record.source_note:
+            out.append(record.source_note)
+        elif not record.face_found:
             out.append("no face in frame")
         if self.paused:
             out.append("paused (space)")
@@ -96,6 +98,18 @@ class RenderStage:
         if self.recorder is not None:
             self.last_bgr = self.renderer.read_rgb()
             self.recorder.write(self.last_bgr)
+
+
+HEADLESS_CAMERA_TIMEOUT_S = 30.0
+
+
+def camera_timeout(args: argparse.Namespace) -> float | None:
+    """How long a lost camera may stay away: --camera-timeout; by default never while a window is
+    open (the view says it is reconnecting), `HEADLESS_CAMERA_TIMEOUT_S` without one."""
+    given = getattr(args, "camera_timeout", None)
+    if given is not None:
+        return float(given)
+    return HEADLESS_CAMERA_TIMEOUT_S if (getattr(args, "headless", False) or getattr(args, "no_render", False)) else None
 
 
 def decoder_threads(args: argparse.Namespace) -> int | None:
@@ -202,7 +216,7 @@ def run_app(args: argparse.Namespace) -> int:
                 source = stack.enter_context(open_source(
                     camera=args.camera, video=args.video, images=args.images, demo=args.demo, width=args.width,
                     height=args.height, fps=args.fps, mirror=args.mirror, realtime=not args.as_fast_as_possible,
-                    loop=args.loop))
+                    loop=args.loop, camera_timeout_s=camera_timeout(args)))
                 first = source.read()
                 if first is None:
                     raise UserError("the source gave no frames")

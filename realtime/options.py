@@ -67,6 +67,7 @@ def validate_run_args(args: argparse.Namespace) -> None:
     _number("--width", getattr(args, "width", None), 16, 8192)
     _number("--height", getattr(args, "height", None), 16, 8192)
     _number("--fps", getattr(args, "fps", None), above=0, hi=1000)
+    _number("--camera-timeout", getattr(args, "camera_timeout", None), above=0, hi=10 ** 7, hint=" seconds")
     from engine.backends import BACKEND_NAMES  # light: the back-ends themselves load lazily
 
     if getattr(args, "backend", "auto") not in BACKEND_NAMES:

@@ -163,7 +163,8 @@ class Pipeline:
         if frame is None:
             return None
         record = FrameRecord(frame_id=frame.index, t_capture=frame.t_capture,
-                             timestamp_ms=frame.timestamp_ms, image=frame.image)
+                             timestamp_ms=frame.timestamp_ms, image=frame.image,
+                             source_note=getattr(frame, "lost", None))
         record.timings_ms["capture"] = (time.perf_counter() - t0) * 1e3
         return record
 

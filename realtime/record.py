@@ -77,6 +77,8 @@ class FrameRecord:
     expressions: [52] ARKit-named expression weights in [0,1] (order: engine expression names).
     timings_ms: per-stage wall time in milliseconds.
     t_sent: `time.perf_counter()` seconds when the OSC stage handed the frame off (latency end).
+    source_note: set when the source could not deliver a real frame (a camera unplugged): what the
+        view says; the image is a stand-in and is not tracked.
     """
 
     frame_id: int
@@ -92,3 +94,4 @@ class FrameRecord:
     expressions: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     t_sent: float | None = None
+    source_note: str | None = None

@@ -41,12 +41,15 @@ class SourceFrame:
     image: [H,W,3] uint8 BGR. timestamp_ms: strictly increasing integer milliseconds.
     t_capture: `time.perf_counter()` seconds when the frame was captured / became due.
     index: running frame number from the source (starts at 0; a camera's skipped frames leave gaps).
+    lost: None for a real frame; for a stand-in while a camera is unplugged, the message to show
+    (the image is then the last real one, or black, and must not be tracked).
     """
 
     image: np.ndarray
     timestamp_ms: int
     t_capture: float
     index: int
+    lost: str | None = None  # set on a stand-in frame while the camera is gone: what the view should say
 
 
 @runtime_checkable
@@ -142,22 +145,33 @@ class CameraSource(_SourceBase):
     index: OpenCV camera index (or a stream URL / device path OpenCV opens). width, height, fps:
     requested capture settings (the driver may pick others; `fps` reports what it says).
     mirror: flip left-right (selfie view). resize (W,H): scale every frame.
-    read_timeout_s: how long `read()` waits for a new frame before raising SourceError.
-    If reads fail (camera unplugged) the thread releases the device and reopens it with backoff
-    (0.25 s doubling to `max_backoff_s`) until it comes back or the source is closed.
+    If reads fail (camera unplugged) the thread releases the device and tries to reopen it every
+    `retry_s` (0.25 s doubling to `max_backoff_s`, 0.5 s: a camera plugged back in resumes within
+    about a second) until it comes back or the source is closed. Meanwhile `read()` does not block
+    the app: after `lost_after_s` without a frame it returns stand-in frames (`lost` set, the last
+    image) at `DEFAULT_FPS`, so the view keeps drawing and says "camera lost — reconnecting".
+    `give_up_after_s` (None = never): how long without a frame before `read()` raises SourceError.
+    opener: makes the capture object (default `cv2.VideoCapture(index)`); tests pass a stand-in.
     """
 
     FAILS_BEFORE_RECONNECT = 5
+    LOST_MESSAGE = "camera lost — reconnecting"
 
     def __init__(self, index: int | str = 0, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, mirror: bool = False, read_timeout_s: float = 10.0,
-                 max_backoff_s: float = 4.0, resize: tuple[int, int] | None = None) -> None:
+                 fps: float | None = None, mirror: bool = False, give_up_after_s: float | None = None,
+                 max_backoff_s: float = 0.5, resize: tuple[int, int] | None = None, lost_after_s: float = 0.5,
+                 opener=None) -> None:
         self.index = index if isinstance(index, str) else int(index)
         self.width, self.height, self.req_fps = width, height, fps
         self.mirror = bool(mirror)
         self.resize = _check_resize(resize)
-        self.read_timeout_s = float(read_timeout_s)
+        self.give_up_after_s = None if give_up_after_s is None else float(give_up_after_s)
+        self.lost_after_s = float(lost_after_s)
         self.max_backoff_s = float(max_backoff_s)
+        self._opener = opener or (lambda: cv2.VideoCapture(self.index))
+        self._last_image: np.ndarray | None = None
+        self._last_real_t = time.perf_counter()
+        self._stand_ins = 0
         self._cap = self._open()
         if self._cap is None:
             raise SourceError(_camera_missing_message(self.index))
@@ -174,7 +188,7 @@ class CameraSource(_SourceBase):
 
     def _open(self) -> cv2.VideoCapture | None:
         with _quiet_opencv():
-            cap = cv2.VideoCapture(self.index)
+            cap = self._opener()
             if not cap.isOpened():
                 cap.release()
                 return None
@@ -208,6 +222,7 @@ class CameraSource(_SourceBase):
                 seq += 1
                 with self._cond:
                     self._slot = frame
+                    self._last_real_t = t
                     self._cond.notify_all()
                 continue
             fails += 1
@@ -227,21 +242,46 @@ class CameraSource(_SourceBase):
                 fails = 0
                 log.info("camera %s reconnected", self.index)
 
+    @property
+    def lost(self) -> bool:
+        """Whether the camera has delivered nothing for `lost_after_s`."""
+        return time.perf_counter() - self._last_real_t > self.lost_after_s
+
     def read(self) -> SourceFrame | None:
-        """The newest frame not yet returned; waits up to `read_timeout_s`. None once closed."""
-        deadline = time.perf_counter() + self.read_timeout_s
+        """The newest frame not yet returned, or — once the camera has been silent for `lost_after_s`
+        — a stand-in frame every 1/DEFAULT_FPS s (`lost` set). Raises SourceError after
+        `give_up_after_s` without a real frame (if set). None once closed."""
         with self._cond:
             while not self._closed and (self._slot is None or self._slot.index <= self._last_returned):
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    raise SourceError(f"camera {self.index} delivered no frame for {self.read_timeout_s:g} s; "
-                                      "check that it is connected and not used by another program")
-                self._cond.wait(left)
+                now = time.perf_counter()
+                silent = now - self._last_real_t
+                if self.give_up_after_s is not None and silent > self.give_up_after_s:
+                    raise SourceError(f"camera {self.index} delivered no frame for {silent:.0f} s; check that it is "
+                                      "connected and not used by another program (--camera-timeout sets how long "
+                                      "to wait)")
+                if silent > self.lost_after_s:
+                    self._cond.wait(1.0 / DEFAULT_FPS)
+                    if self._slot is None or self._slot.index <= self._last_returned:
+                        return self._stand_in()
+                    break
+                self._cond.wait(min(0.05, self.lost_after_s))
             if self._closed:
                 return None
             frame = self._slot
             self._last_returned = frame.index
+            self._last_image = frame.image
+            self._last_real_t = frame.t_capture
             return frame
+
+    def _stand_in(self) -> SourceFrame:
+        """What `read` returns while the camera is gone: the last image (or black), marked lost."""
+        img = self._last_image
+        if img is None:
+            w, h = self.resize or (self.width or 640, self.height or 480)
+            img = np.zeros((h, w, 3), np.uint8)
+        self._stand_ins += 1
+        t = time.perf_counter()
+        return SourceFrame(img, int((t - self._t0) * 1e3), t, -self._stand_ins, lost=self.LOST_MESSAGE)
 
     def close(self) -> None:
         """Stop the capture thread (join), release the device. Safe to call twice."""
@@ -301,6 +341,8 @@ class VideoSource(_SourceBase):
         self._closed = False
 
     def _open(self) -> cv2.VideoCapture:
+        if not self.path.exists():
+            raise SourceError(f"video {self.path} is gone (deleted or moved while playing)")
         with _quiet_opencv():
             cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
@@ -461,11 +503,13 @@ def noisy_still_frames(image: np.ndarray, count: int, sigma_grey: float = 2.0, f
 def open_source(camera: int | str | None = None, video: str | Path | None = None, images: str | Path | None = None,
                 demo: bool = False, *, width: int | None = None, height: int | None = None,
                 fps: float | None = None, mirror: bool = False, realtime: bool = True, loop: bool = False,
-                resize: tuple[int, int] | None = None, loop_to: int | None = None) -> FrameSource:
+                resize: tuple[int, int] | None = None, loop_to: int | None = None,
+                camera_timeout_s: float | None = None) -> FrameSource:
     """Open exactly one of: camera index, video path, image file/folder, or the demo clip.
 
     width/height/fps: camera capture settings (fps also the nominal rate of an image sequence);
-    realtime/loop/loop_to: file pacing and looping (video and demo); resize (W,H), mirror: all.
+    realtime/loop/loop_to: file pacing and looping (video and demo); resize (W,H), mirror: all;
+    camera_timeout_s: how long a lost camera may stay away before the source gives up (None = never).
     """
     chosen = [n for n, v in (("--camera", camera), ("--video", video), ("--images", images)) if v is not None]
     if demo:
@@ -475,7 +519,8 @@ def open_source(camera: int | str | None = None, video: str | Path | None = None
     if not chosen:
         raise UserError("no source given; use --camera N, --video PATH, --images PATH or --demo")
     if camera is not None:
-        return CameraSource(camera, width=width, height=height, fps=fps, mirror=mirror, resize=resize)
+        return CameraSource(camera, width=width, height=height, fps=fps, mirror=mirror, resize=resize,
+                            give_up_after_s=camera_timeout_s)
     if images is not None:
         return ImageSource(images, fps=fps or DEFAULT_FPS, mirror=mirror, resize=resize)
     path = demo_clip_path() if demo else Path(video)

@@ -78,6 +78,9 @@ class TrackStage:
         self.head_from_canonical = head_from_canonical
 
     def __call__(self, record: FrameRecord) -> None:
+        if record.source_note is not None:  # a stand-in while the camera is gone: nothing to track
+            record.face_found = False
+            return
         res = self.tracker.detect_for_video(record.image, record.timestamp_ms)
         record.face_found = bool(res.face_found)
         if not record.face_found:

@@ -160,11 +160,13 @@ def test_camera_thread_latest_frame_wins_and_reconnects():
     The file is decoded far faster than we read, so reads skip frames (latest wins); at its end reads
     fail as if the camera were unplugged, and the thread reopens it (a reconnect).
     """
-    with CameraSource(str(demo_clip_path()), read_timeout_s=5.0, max_backoff_s=0.25) as cam:
+    with CameraSource(str(demo_clip_path()), give_up_after_s=5.0, max_backoff_s=0.25) as cam:
         frames = []
         t_end = time.perf_counter() + 1.0
         while time.perf_counter() < t_end:
-            frames.append(cam.read())
+            f = cam.read()
+            if f.lost is None:  # stand-ins while it reconnects are checked in test_camera_unplugged_*
+                frames.append(f)
             time.sleep(0.02)
         thread = cam._thread
     assert not thread.is_alive()  # close() joined it
@@ -176,3 +178,107 @@ def test_camera_thread_latest_frame_wins_and_reconnects():
     assert idx[-1] - idx[0] > len(frames)  # some frames were dropped: latest frame wins
     assert cam.read() is None  # closed
     cam.close()
+
+
+class _Plug:
+    """When the fake camera is unplugged: [start, end) in perf_counter seconds."""
+
+    def __init__(self) -> None:
+        self.start = self.end = -1.0
+
+    def unplug(self, seconds: float) -> None:
+        self.start = time.perf_counter()
+        self.end = self.start + seconds
+
+    def present(self) -> bool:
+        return not self.start <= time.perf_counter() < self.end
+
+
+class _FakeCapture:
+    """A cv2.VideoCapture stand-in for a USB camera that can be unplugged: while unplugged, reads fail
+    and opening fails; plugged back, a new capture opens and delivers ~60 frames/s."""
+
+    def __init__(self, plug: _Plug) -> None:
+        self.plug, self.opened = plug, plug.present()
+        self.image = np.full((48, 64, 3), 128, np.uint8)
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return self.opened
+
+    def set(self, prop, value) -> bool:
+        return True
+
+    def get(self, prop) -> float:
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def read(self):
+        time.sleep(1 / 60)
+        if not (self.opened and self.plug.present()):
+            self.opened = False
+            return False, None
+        return True, self.image.copy()
+
+    def release(self) -> None:
+        self.opened = False
+
+
+def _unplug_and_watch(seconds: float) -> dict:
+    plug = _Plug()
+    with CameraSource(0, opener=lambda: _FakeCapture(plug)) as cam:
+        for _ in range(5):
+            assert cam.read().lost is None
+        plug.unplug(seconds)
+        longest_wait, lost_msgs, back_at = 0.0, set(), None
+        t_end = plug.end + 3.0
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            f = cam.read()
+            longest_wait = max(longest_wait, time.perf_counter() - t0)
+            if f.lost is not None:
+                lost_msgs.add(f.lost)
+            elif time.perf_counter() > plug.end and back_at is None:
+                back_at = time.perf_counter()
+        return {"longest_wait": longest_wait, "lost": lost_msgs, "resumed_after": back_at - plug.end
+                if back_at is not None else None, "reconnects": cam.reconnects}
+
+
+def test_camera_unplugged_for_2_s_keeps_the_view_alive_and_resumes_within_a_second():
+    r = _unplug_and_watch(2.0)
+    assert r["lost"] == {CameraSource.LOST_MESSAGE}
+    assert r["longest_wait"] < 0.7  # the app never hangs on the camera (stand-ins after 0.5 s)
+    assert r["resumed_after"] is not None and r["resumed_after"] < 1.0, r
+    assert r["reconnects"] == 1
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("seconds", [12.0, 30.0])
+def test_camera_unplugged_for_long_resumes_within_a_second(seconds):
+    r = _unplug_and_watch(seconds)
+    assert r["lost"] == {CameraSource.LOST_MESSAGE} and r["longest_wait"] < 0.7
+    assert r["resumed_after"] is not None and r["resumed_after"] < 1.0, r
+
+
+def test_a_lost_camera_gives_up_only_after_its_timeout():
+    plug = _Plug()
+    with CameraSource(0, opener=lambda: _FakeCapture(plug), give_up_after_s=1.0) as cam:
+        cam.read()
+        plug.unplug(60.0)
+        t0 = time.perf_counter()
+        with pytest.raises(SourceError, match=r"no frame for .* \(--camera-timeout"):
+            while True:
+                cam.read()
+        assert 1.0 <= time.perf_counter() - t0 < 2.0
+
+
+def test_a_looping_video_deleted_mid_run_says_so(tmp_path):
+    import shutil
+
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(demo_clip_path(), clip)
+    with VideoSource(clip, realtime=False, loop=True) as src:
+        for _ in range(10):
+            src.read()
+        clip.unlink()
+        with pytest.raises(SourceError, match="gone .*deleted or moved"):
+            for _ in range(200):
+                src.read()
