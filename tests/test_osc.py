@@ -734,3 +734,27 @@ def test_listener_socket_survives_hostile_datagrams():
                 while len([f for f in frames if f.complete]) < 3 and time.perf_counter() < t_end:
                     frames += listener.receive(timeout_s=1.0)
     assert [f.frame_id for f in frames if f.complete][-3:] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_a_stock_python_osc_receiver_gets_whole_native_frames_at_30_fps():
+    """150 real-size native frames at 30 FPS to python-osc's own BlockingOSCUDPServer in another
+    process, default socket buffers: at least 99 % arrive complete (every chunk)."""
+    import json
+    import subprocess
+    import sys
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("osc_count_receiver.py")), str(port), "2.0"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    recs = [face_record(i) for i in range(150)]
+    with OscSender([parse_target(f"127.0.0.1:{port}")], topology=None) as s:
+        t0 = time.perf_counter()
+        for i, r in enumerate(recs):
+            s.send(r)
+            time.sleep(max(0.0, t0 + (i + 1) / 30 - time.perf_counter()))
+    out = json.loads(proc.stdout.readline())
+    proc.wait(10)
+    assert s.stats.frames == 150 and s.stats.datagrams / 150 > 40  # real-size frames
+    assert out["complete"] >= 0.99 * 150, out

@@ -95,6 +95,12 @@ def _snapshot(rec: FrameRecord) -> FrameRecord:
 
 
 POLL_MAX = 64  # datagrams read back per socket per frame at most
+# Pacing: a native frame is ~46 datagrams (61 KB); sent back to back in < 1 ms they overflow a
+# receiver whose default socket buffer fills faster than its loop drains it (Pd, oscP5, python-osc's
+# servers). After every PACE_BURST datagrams the sender thread pauses PACE_GAP_S: a frame then takes
+# ~3 ms on the wire, a tenth of a 30 FPS frame period, and the receiver gets time to keep up.
+PACE_BURST = 8
+PACE_GAP_S = 0.0005
 
 
 def _is_topology_request(data: bytes) -> bool:
@@ -112,12 +118,12 @@ class OscSender:
     topology: `(triangles [F,3], uvs [V,2])` or a `Topology`, sent to native destinations at start,
     on request and every `topology_interval_s` seconds (0 disables the periodic resend);
     queue_size: frames waiting for the thread before the oldest is dropped; faceosc_raw: add
-    FaceOSC's `/raw` points. Use as a context manager or call `close()` (idempotent, joins the thread).
+    FaceOSC's `/raw` points; pace: spread a frame's datagrams (`PACE_BURST`, `PACE_GAP_S`). Use as a context manager or call `close()` (idempotent, joins the thread).
     """
 
     def __init__(self, targets: Sequence[OscTarget], mtu: int = 1400,
                  topology: Topology | tuple | None = None, queue_size: int = 4,
-                 faceosc_raw: bool = False, topology_interval_s: float = 10.0) -> None:
+                 faceosc_raw: bool = False, topology_interval_s: float = 10.0, pace: bool = True) -> None:
         if not MIN_MTU <= int(mtu) <= MAX_MTU:
             raise UserError(f"--osc-mtu {mtu} is out of range: use {MIN_MTU}..{MAX_MTU} bytes (1400 is safe on Ethernet)")
         if queue_size < 1:
@@ -125,6 +131,7 @@ class OscSender:
         self.mtu = int(mtu)
         self.topology = Topology.of(topology)
         self.faceosc_raw = faceosc_raw
+        self.pace = bool(pace)
         self.topology_interval_s = float(topology_interval_s)
         self.stats = SenderStats()
         self.error: BaseException | None = None
@@ -303,6 +310,8 @@ class OscSender:
             for dgram in datagrams:
                 n_bytes += sock.send(dgram) if d.connected else sock.sendto(dgram, addr)
                 sent += 1
+                if self.pace and sent % PACE_BURST == 0 and sent < len(datagrams):
+                    time.sleep(PACE_GAP_S)
         except BlockingIOError:  # socket buffer full: the receiver side or network is slow
             self.stats.failed += len(datagrams) - sent
         except OSError as exc:  # unreachable host/network, refused...: warn once, keep going
