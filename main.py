@@ -72,6 +72,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--osc", action="append", default=[], metavar="[FORMAT@]HOST:PORT",
                      help="stream over OSC (repeatable); FORMAT native (default), faceosc, vmc")
     out.add_argument("--osc-mtu", type=int, default=1400, help="largest OSC datagram in bytes")
+    out.add_argument("--faceosc-raw", action="store_true",
+                     help="FaceOSC destinations also get /raw (every landmark in pixels; off by default, as in FaceOSC)")
     out.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -80,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="facemesh-live: real-time 3D face mesh from a webcam.")
     sub = parser.add_subparsers(dest="command")
 
-    _add_run_arguments(sub.add_parser("run", help="the live app (default)"))
+    _add_run_arguments(sub.add_parser("run", help="the live app (default)",
+                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                      description="The live app: python main.py [run] OPTIONS (run is the default)."))
 
     tr = sub.add_parser("train", help="train the face model (writes models/face_model.pt)")
     ev = sub.add_parser("eval", help="evaluate the face model against PCA and ridge baselines")
@@ -105,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status (2 for a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in (["-h"], ["--help"]):  # the app's own options first, then the tool commands
+        parser = build_parser()
+        run = parser._subparsers._group_actions[0].choices["run"]  # noqa: SLF001 - argparse has no public getter
+        run.print_help()
+        print("\ntool commands (each has --help): " + ", ".join(c for c in COMMANDS if c != "run"))
+        return 0
     if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)

@@ -50,6 +50,7 @@ class HudState:
     paused: bool = False
     message: str = ""
     message_until: float = 0.0
+    last_render_ms: float | None = None  # the previous frame's render time (this frame's is not known yet)
     _last_t: float | None = field(default=None, repr=False)
 
     def tick(self) -> None:
@@ -65,7 +66,10 @@ class HudState:
 
     def lines(self, record: FrameRecord) -> list[str]:
         stages = "  ".join(f"{k} {v:.1f}" for k, v in record.timings_ms.items() if k != "render")
-        out = [f"{self.fps:5.1f} FPS   {self.backend}", f"ms: {stages}"]
+        if self.last_render_ms is not None:
+            stages += f"  render {self.last_render_ms:.1f}"
+        fps = f"{self.fps:5.1f}" if self.fps > 0 else "  -- "  # nothing measured before the second frame
+        out = [f"{fps} FPS   {self.backend}", f"ms: {stages}"]
         if record.source_note:
             out.append(record.source_note)
         elif not record.face_found:
@@ -90,6 +94,7 @@ class RenderStage:
         self.last_bgr: np.ndarray | None = None
 
     def __call__(self, record: FrameRecord) -> None:
+        t0 = time.perf_counter()
         self.hud.tick()
         self.options.hud_lines = self.hud.lines(record)
         self.renderer.render(record, self.options)
@@ -98,6 +103,18 @@ class RenderStage:
         if self.recorder is not None:
             self.last_bgr = self.renderer.read_rgb()
             self.recorder.write(self.last_bgr)
+        self.hud.last_render_ms = (time.perf_counter() - t0) * 1e3
+
+
+MIN_VIEW_HEIGHT = 540  # a 176×144 source would otherwise open a thumbnail-sized window
+
+
+def default_view_size(source: tuple[int, int], layout: str) -> tuple[int, int]:
+    """The view for a source of (width, height): twice as wide in side layout, scaled up (aspect kept,
+    even sizes) to at least `MIN_VIEW_HEIGHT` pixels tall; never scaled down."""
+    w, h = (2 * source[0], source[1]) if layout == "side" else source
+    k = max(1.0, MIN_VIEW_HEIGHT / h)
+    return int(round(w * k / 2)) * 2, int(round(h * k / 2)) * 2
 
 
 HEADLESS_CAMERA_TIMEOUT_S = 30.0
@@ -166,7 +183,8 @@ def build_stages(args: argparse.Namespace, source_size: tuple[int, int], stack: 
         from realtime.osc import OscSender, parse_target
 
         targets = [parse_target(t) for t in args.osc]
-        sender = OscSender(targets, mtu=args.osc_mtu, topology=(head.triangles, head.uvs))
+        sender = OscSender(targets, mtu=args.osc_mtu, topology=(head.triangles, head.uvs),
+                           faceosc_raw=getattr(args, "faceosc_raw", False))
         stack.callback(sender.close)
         stages.append(OscStage(sender))
     return stages, backend, decode, head
@@ -227,7 +245,7 @@ def run_app(args: argparse.Namespace) -> int:
                 if not args.no_render:
                     from realtime.render import Renderer, RenderOptions
 
-                    size = parse_size(args.view_size) or ((2 * w, h) if args.layout == "side" else (w, h))
+                    size = parse_size(args.view_size) or default_view_size((w, h), args.layout)
                     options = RenderOptions(layout=args.layout, wireframe=args.wireframe, show_landmarks=args.landmarks,
                                             mirror=False, show_hud=True)
                     if args.headless:

@@ -53,7 +53,15 @@ def test_recording_readable_with_right_frame_count(demo_run):
             frames.append(img)
     cap.release()
     assert n == 120
-    assert frames[0].shape == (144, 176, 3)
+    assert frames[0].shape == (540, 660, 3)  # the 176×144 clip's view, scaled up to 540 px tall
+
+
+def test_default_view_size_keeps_the_aspect_and_a_usable_height():
+    from realtime.app import default_view_size
+
+    assert default_view_size((176, 144), "overlay") == (660, 540)
+    assert default_view_size((176, 144), "side") == (1320, 540)
+    assert default_view_size((1280, 720), "side") == (2560, 720)  # never scaled down
 
 
 def test_rendered_head_sits_on_the_face(tmp_path):
