@@ -35,14 +35,18 @@ def _number(name: str, value, lo: float | None = None, hi: float | None = None, 
         raise UserError(f"{name} {value:g} is out of range: use {rule}{hint}")
 
 
-def _writable_file(option: str, path: Path, what: str) -> None:
+def check_writable_file(what: str, path: Path, suffix: str) -> None:
+    """UserError unless `path` can be written as a file: not a folder, in an existing writable folder,
+    not an existing read-only file. `what` names it in the message ("--stats", "the recording")."""
     if path.is_dir():
-        raise UserError(f"{option} {path} is a folder; give a file name such as {path / ('out' + what)}")
+        raise UserError(f"{what} {path} is a folder; give a file name such as {path / ('out' + suffix)}")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise UserError(f"folder {folder} for {option} does not exist; create it first")
+        raise UserError(f"folder {folder} for {what} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"folder {folder} for {option} is not writable; choose another place")
+        raise UserError(f"folder {folder} for {what} is not writable; choose another place")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{what} {path} exists and is not writable; choose another name")
 
 
 def check_osc_host(host: str, option: str) -> None:
@@ -95,7 +99,7 @@ def validate_run_args(args: argparse.Namespace) -> None:
 
         check_output_path(args.record)
     if getattr(args, "stats", None) is not None:
-        _writable_file("--stats", Path(args.stats), STATS_SUFFIX)
+        check_writable_file("--stats", Path(args.stats), STATS_SUFFIX)
     shots = getattr(args, "screenshot_dir", None)
     if shots is not None and Path(shots).exists() and not Path(shots).is_dir():
         raise UserError(f"--screenshot-dir {shots} is a file, not a folder")

@@ -21,15 +21,9 @@ def check_output_path(path: str | os.PathLike) -> Path:
     p = Path(path).expanduser()
     if p.suffix.lower() not in EXTENSIONS:
         raise UserError(f"recording {p} must end in {' or '.join(EXTENSIONS)} (the mp4v codec); e.g. --record out.mp4")
-    if p.is_dir():
-        raise UserError(f"recording {p} is a folder; give a file name such as {p / 'out.mp4'}")
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"folder {folder} for the recording does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"folder {folder} is not writable; record somewhere else")
-    if p.exists() and not os.access(p, os.W_OK):
-        raise UserError(f"recording {p} exists and is not writable; choose another name")
+    from realtime.options import check_writable_file
+
+    check_writable_file("the recording", p, ".mp4")
     return p
 
 
