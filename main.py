@@ -61,6 +61,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--layout", choices=("overlay", "side"), default="side",
                      help="head over the camera image, or side by side")
     out.add_argument("--wireframe", action="store_true", help="start in wireframe mode")
+    out.add_argument("--msaa", type=int, default=None, choices=(0, 2, 4), metavar="N",
+                     help="multisampling of the head: 0 (off), 2 or 4 samples (default: 4 on a GPU, off on a "
+                          "software renderer such as Mesa llvmpipe, where it triples the render time)")
     out.add_argument("--landmarks", action="store_true", help="draw the tracked landmarks")
     out.add_argument("--view-size", default=None, metavar="WxH", help="render size (default: 2×source width in side layout)")
     out.add_argument("--frames", type=int, default=None, metavar="N", help="stop after N frames")
@@ -72,14 +75,25 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--osc", action="append", default=[], metavar="[FORMAT@]HOST:PORT",
                      help="stream over OSC (repeatable); FORMAT native (default), faceosc, vmc")
     out.add_argument("--osc-mtu", type=int, default=1400, help="largest OSC datagram in bytes")
+    out.add_argument("--osc-mesh-every", type=int, default=1, metavar="N",
+                     help="native OSC: send the dense mesh only in every Nth frame (weights, pose and landmarks "
+                          "still every frame): ~16 instead of ~46 datagrams for the frames in between")
     out.add_argument("--faceosc-raw", action="store_true",
                      help="FaceOSC destinations also get /raw (every landmark in pixels; off by default, as in FaceOSC)")
     out.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a malformed command line is one line on stderr (what is wrong, where to look) and
+    exit status 2, like every other user mistake — not argparse's usage block."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"error: {message} (see python main.py {self.prog.split()[-1] + ' ' if ' ' in self.prog else ''}--help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: `run` (default) plus the tool sub-commands."""
-    parser = argparse.ArgumentParser(prog="main.py", description="facemesh-live: real-time 3D face mesh from a webcam.")
+    parser = OneLineParser(prog="main.py", description="facemesh-live: real-time 3D face mesh from a webcam.")
     sub = parser.add_subparsers(dest="command")
 
     _add_run_arguments(sub.add_parser("run", help="the live app (default)",

@@ -184,7 +184,8 @@ def build_stages(args: argparse.Namespace, source_size: tuple[int, int], stack: 
 
         targets = [parse_target(t) for t in args.osc]
         sender = OscSender(targets, mtu=args.osc_mtu, topology=(head.triangles, head.uvs),
-                           faceosc_raw=getattr(args, "faceosc_raw", False))
+                           faceosc_raw=getattr(args, "faceosc_raw", False),
+                           mesh_every=getattr(args, "osc_mesh_every", 1))
         stack.callback(sender.close)
         stages.append(OscStage(sender))
     return stages, backend, decode, head
@@ -249,12 +250,12 @@ def run_app(args: argparse.Namespace) -> int:
                     options = RenderOptions(layout=args.layout, wireframe=args.wireframe, show_landmarks=args.landmarks,
                                             mirror=False, show_hud=True)
                     if args.headless:
-                        renderer = Renderer.offscreen(size[0], size[1], head.triangles, head.uvs)
+                        renderer = Renderer.offscreen(size[0], size[1], head.triangles, head.uvs, samples=args.msaa)
                     else:
                         from realtime.window import Window
 
                         window = stack.enter_context(Window.open(size[0], size[1], "facemesh-live"))
-                        renderer = Renderer(window.ctx, size[0], size[1], head.triangles, head.uvs)
+                        renderer = Renderer(window.ctx, size[0], size[1], head.triangles, head.uvs, samples=args.msaa)
                     stack.callback(renderer.release)
                     if args.record is not None:
                         from realtime.recorder import Recorder

@@ -106,6 +106,7 @@ def validate_run_args(args: argparse.Namespace) -> None:
     from realtime.osc.sender import MAX_MTU, MIN_MTU  # python-osc only: light
 
     _number("--osc-mtu", getattr(args, "osc_mtu", None), MIN_MTU, MAX_MTU, hint=" bytes (1400 is safe on Ethernet)")
+    _number("--osc-mesh-every", getattr(args, "osc_mesh_every", None), 1, 10_000, hint=" frames (1 = every frame)")
     if getattr(args, "osc", None):
         from realtime.osc.targets import parse_target
 

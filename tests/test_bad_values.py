@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "bad_values.md"
-WRAPPER = ("import json, sys; sys.path.insert(0, '.'); import main; rc = main.main(sys.argv[1:]); "
+WRAPPER = ("import json, sys; sys.path.insert(0, '.'); import main\ntry:\n    rc = main.main(sys.argv[1:])\n"
+           "except SystemExit as e:\n    rc = e.code\n"
            "print(json.dumps({'heavy': sorted(m for m in ('torch', 'mediapipe', 'moderngl', 'onnxruntime') "
            "if m in sys.modules)})); sys.exit(rc)")
 
@@ -56,6 +57,9 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("video file missing", ["--video", "missing.mp4", "--headless"]),
         ("video path is a folder", ["--video", str(folder), "--headless"]),
         ("a text file renamed .mp4", ["--video", str(text), "--headless"]),
+        ("not a number", base + ["--frames", "many"]),
+        ("a choice that does not exist", base + ["--msaa", "3"]),
+        ("an unknown option", base + ["--colour", "red"]),
     ]
 
 

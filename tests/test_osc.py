@@ -758,3 +758,21 @@ def test_a_stock_python_osc_receiver_gets_whole_native_frames_at_30_fps():
     proc.wait(10)
     assert s.stats.frames == 150 and s.stats.datagrams / 150 > 40  # real-size frames
     assert out["complete"] >= 0.99 * 150, out
+
+
+def test_mesh_every_n_frames_is_the_compact_native_stream():
+    """--osc-mesh-every 3: the weights, pose and landmarks in every frame, the mesh in every third;
+    a listener gets whole frames either way (the skipped ones announce no vertex chunk)."""
+    with NativeListener(0) as listener:
+        with OscSender([parse_target(f"127.0.0.1:{listener.port}")], topology=None, mesh_every=3) as s:
+            for i in range(6):
+                s.send(face_record(i))
+                time.sleep(0.02)
+            frames = list(listener.frames(count=6, timeout_s=5.0))
+    assert [f.frame_id for f in frames] == list(range(6)) and all(f.complete for f in frames)
+    assert [f.vertices is not None for f in frames] == [True, False, False, True, False, False]
+    assert all(f.expressions is not None and f.landmarks_px is not None for f in frames)
+    full, compact = frames[0].chunks_expected, frames[1].chunks_expected
+    assert compact[1] == 0 and full[1] > 20
+    with pytest.raises(UserError, match="at least 1"):
+        OscSender([parse_target("127.0.0.1:9")], mesh_every=0)

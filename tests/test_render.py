@@ -48,6 +48,21 @@ def renderer(ctx, sphere):
     r.release()
 
 
+@pytest.fixture
+def renderer_msaa(ctx, sphere):
+    r = Renderer(ctx, W, H, sphere[1], samples=4)
+    yield r
+    r.release()
+
+
+@pytest.fixture
+def renderer_aliased(ctx, sphere):
+    """Without multisampling: for tests that check exact pixel colours of lines."""
+    r = Renderer(ctx, W, H, sphere[1], samples=0)
+    yield r
+    r.release()
+
+
 def _grey_image(w: int = W, h: int = H) -> np.ndarray:
     return np.full((h, w, 3), GREY, dtype=np.uint8)
 
@@ -308,7 +323,8 @@ def test_mirrored_sphere_is_shaded_like_the_unmirrored_one(renderer, sphere):
     assert np.abs(plain - mirrored).mean() < 1.0
 
 
-def test_wireframe_differs_from_solid(renderer, sphere):
+def test_wireframe_differs_from_solid(renderer_aliased, sphere):
+    renderer = renderer_aliased
     image = _grey_image()
     frame = _face_frame(sphere[0], image, _pose(1.0, (160.0, 120.0)))
     renderer.render(frame, RenderOptions(show_hud=False))
@@ -603,3 +619,40 @@ def test_recorder_rejects_an_unwritable_folder(tmp_path):
             Recorder(folder / "out.mp4", (64, 48))
     finally:
         folder.chmod(0o700)
+
+
+def test_multisampling_smooths_the_silhouette_and_the_wire(ctx, sphere, renderer_msaa, renderer_aliased):
+    """With MSAA (the default) the sphere's edge and the wire lines get in-between colours (partial
+    coverage); without it every pixel is either the image or the head. The head itself is unchanged."""
+    image = _grey_image()
+    frame = _face_frame(sphere[0], image, _pose(1.0, (160.0, 120.0)))
+    assert renderer_msaa.samples == 4 and renderer_aliased.samples == 0
+    out = {}
+    for name, r in (("aa", renderer_msaa), ("aliased", renderer_aliased)):
+        for wire in (False, True):
+            r.render(frame, RenderOptions(show_hud=False, wireframe=wire))
+            out[name, wire] = r.read_rgb().astype(np.int32)
+    yy, xx = np.mgrid[:H, :W]
+    dist = np.hypot(xx + 0.5 - 160.0, yy + 0.5 - 120.0)
+    rim = np.abs(dist - RADIUS_MM) < 1.0  # pixels the silhouette crosses
+    inside = dist < RADIUS_MM - 3
+
+    def blended(img: np.ndarray, mask: np.ndarray) -> float:
+        """Share of mask pixels that are neither the image's grey nor the head's own colour inside."""
+        head_col = np.median(img[inside], axis=0)
+        far_grey = np.abs(img - GREY).max(axis=-1) > 4
+        far_head = np.abs(img - head_col).max(axis=-1) > 24
+        return float((far_grey & far_head)[mask].mean())
+
+    assert blended(out["aa", False], rim) > blended(out["aliased", False], rim) + 0.1
+    assert np.abs(out["aa", False][inside] - out["aliased", False][inside]).mean() < 2.0
+    wire_bgr = np.round(np.array(WIRE_RGB[::-1]) * 255)
+    partial = lambda img: (np.abs(img - wire_bgr).sum(-1) > 6) & (np.abs(img - GREY).max(-1) > 4)  # noqa: E731
+    assert partial(out["aa", True])[inside].mean() > partial(out["aliased", True])[inside].mean()
+
+
+def test_multisampling_defaults_off_on_a_software_rasteriser(ctx):
+    from realtime.render import MSAA_SAMPLES, default_samples
+
+    software = "llvmpipe" in ctx.info["GL_RENDERER"].lower()
+    assert default_samples(ctx) == (0 if software else MSAA_SAMPLES)

@@ -8,6 +8,7 @@ It also answers `/face/topology/request` datagrams sent back to a native destina
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -118,12 +119,17 @@ class OscSender:
     topology: `(triangles [F,3], uvs [V,2])` or a `Topology`, sent to native destinations at start,
     on request and every `topology_interval_s` seconds (0 disables the periodic resend);
     queue_size: frames waiting for the thread before the oldest is dropped; faceosc_raw: add
-    FaceOSC's `/raw` points; pace: spread a frame's datagrams (`PACE_BURST`, `PACE_GAP_S`). Use as a context manager or call `close()` (idempotent, joins the thread).
+    FaceOSC's `/raw` points; pace: spread a frame's datagrams (`PACE_BURST`, `PACE_GAP_S`);
+    mesh_every: native destinations get the dense mesh (`/face/vertices`, ~30 of a frame's ~46
+    datagrams) only in every Nth frame (frame id % N == 0): the compact stream for receivers that
+    need the weights and pose at full rate but the mesh less often (their `/face/end` then announces
+    0 vertex chunks; keep the last mesh). Use as a context manager or call `close()` (idempotent, joins the thread).
     """
 
     def __init__(self, targets: Sequence[OscTarget], mtu: int = 1400,
                  topology: Topology | tuple | None = None, queue_size: int = 4,
-                 faceosc_raw: bool = False, topology_interval_s: float = 10.0, pace: bool = True) -> None:
+                 faceosc_raw: bool = False, topology_interval_s: float = 10.0, pace: bool = True,
+                 mesh_every: int = 1) -> None:
         if not MIN_MTU <= int(mtu) <= MAX_MTU:
             raise UserError(f"--osc-mtu {mtu} is out of range: use {MIN_MTU}..{MAX_MTU} bytes (1400 is safe on Ethernet)")
         if queue_size < 1:
@@ -132,6 +138,9 @@ class OscSender:
         self.topology = Topology.of(topology)
         self.faceosc_raw = faceosc_raw
         self.pace = bool(pace)
+        if int(mesh_every) < 1:
+            raise UserError(f"--osc-mesh-every {mesh_every} must be at least 1 (1 = the mesh in every frame)")
+        self.mesh_every = int(mesh_every)
         self.topology_interval_s = float(topology_interval_s)
         self.stats = SenderStats()
         self.error: BaseException | None = None
@@ -296,6 +305,8 @@ class OscSender:
 
     def _encode(self, fmt: str, rec: FrameRecord) -> list[bytes]:
         if fmt == "native":
+            if self.mesh_every > 1 and rec.frame_id % self.mesh_every and rec.vertices is not None:
+                rec = dataclasses.replace(rec, vertices=None)
             return encode_frame(rec, self.mtu)
         if fmt == "faceosc":
             return encode_faceosc(rec, self.mtu, raw=self.faceosc_raw)
