@@ -35,7 +35,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import lsq_linear
 
 from engine.expressions import EXPRESSION_NAMES
 
@@ -315,7 +314,6 @@ class ExpressionSolver:
         a = (basis * wts).reshape(len(self.units), -1).T  # [1404, J]
         self._a = a
         g = a.T @ a + ridge * np.eye(len(self.units))
-        self._chol = np.linalg.cholesky(g)
         self._g = g
         self._last: np.ndarray | None = None
         # L1 penalty per unit, in units of that unit's own weight: a unit must explain at least this
@@ -340,15 +338,6 @@ class ExpressionSolver:
     def explained(self, weights: np.ndarray) -> np.ndarray:
         """The landmark offset [468,3] (mm) that `weights` [52] account for, response gains included."""
         return (np.asarray(weights, dtype=np.float64)[self.units] @ self._basis_flat).reshape(-1, 3)
-
-    def solve_reference(self, offset: np.ndarray) -> np.ndarray:
-        """The same problem by scipy's BVLS (`lsq_linear`), for tests: → weights [52] float32."""
-        c = self._a.T @ (np.asarray(offset, dtype=np.float64) * self._w).reshape(-1) - self.sparsity
-        res = lsq_linear(self._chol.T, np.linalg.solve(self._chol, c), bounds=(0.0, 1.0), method="bvls",
-                         tol=1e-12)
-        out = np.zeros(NUM_EXPRESSIONS, dtype=np.float32)
-        out[self.units] = res.x
-        return out
 
 
 @dataclass(frozen=True)

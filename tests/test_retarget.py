@@ -10,7 +10,7 @@ import pytest
 
 from engine.expressions import EXPRESSION_NAMES
 from engine.real_metrics import auc, blink_metrics, load_labels
-from engine.retarget import (LEFT_EYE, RIGHT_EYE, SOLVED_UNITS, ExpressionSolver, GazeNeutral, LandmarkModel,
+from engine.retarget import (LEFT_EYE, RIGHT_EYE, SOLVED_UNITS, ExpressionSolver, GazeNeutral,
                              NeutralEstimator, Retargeter, box_qp, close_lips, gaze_weights, iris_position,
                              lip_gap, orbit_ring)
 
