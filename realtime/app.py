@@ -147,28 +147,56 @@ def _open_backend(args: argparse.Namespace):
     return backend
 
 
-def build_stages(args: argparse.Namespace, source_size: tuple[int, int], stack: ExitStack):
-    """Create every stage the arguments ask for; resources are closed by `stack`."""
-    from engine.embedding import load_embedding
-    from engine.headspace import load_head
+@dataclass
+class Models:
+    """What a run loads once (assets, the inference back-end, the retargeter's data) and every run
+    of stages can share: the app builds its stages from one, a batch worker from one per process."""
+
+    canonical: object
+    reference: np.ndarray
+    head: object
+    embedding: object
+    backend: object
+    retargeter: object | None  # a fresh, loaded Retargeter to copy per run (None: --expressions direct)
+
+    @classmethod
+    def load(cls, args: argparse.Namespace) -> "Models":
+        from engine.embedding import load_embedding
+        from engine.headspace import load_head
+        from realtime.tracker import load_tracker_assets
+
+        canonical, reference = load_tracker_assets()
+        retargeter = None
+        if getattr(args, "expressions", "retarget") == "retarget":
+            from engine.retarget import Retargeter
+
+            retargeter = Retargeter.load()
+        return cls(canonical, reference, load_head(), load_embedding(), _open_backend(args), retargeter)
+
+    def close(self) -> None:
+        getattr(self.backend, "close", lambda: None)()
+
+
+def build_stages(args: argparse.Namespace, stack: ExitStack, models: Models | None = None):
+    """Create every stage the arguments ask for (track … osc; the caller adds export and render), with
+    fresh per-run state (tracker, retargeter, smoother) over `models` (loaded here when not given,
+    then closed by `stack`). Returns (stages, backend, decode stage, head)."""
+    import copy
+
     from realtime.smoothing import FrameSmoother
     from realtime.stages import Calibrator, DecodeStage, OscStage, RetargetStage, SmoothStage, TrackStage
-    from realtime.tracker import FaceTracker, TrackerOptions, load_tracker_assets
+    from realtime.tracker import FaceTracker, TrackerOptions
 
-    canonical, reference = load_tracker_assets()
-    head, emb = load_head(), load_embedding()
-    tracker = stack.enter_context(FaceTracker.create(TrackerOptions(), canonical, reference))
-    backend = _open_backend(args)
-    stack.callback(getattr(backend, "close", lambda: None))
-    retargeter = None
-    if getattr(args, "expressions", "retarget") == "retarget":
-        from engine.retarget import Retargeter
-
-        retargeter = Retargeter.load()
+    if models is None:
+        models = Models.load(args)
+        stack.callback(models.close)
+    head, backend = models.head, models.backend
+    tracker = stack.enter_context(FaceTracker.create(TrackerOptions(), models.canonical, models.reference))
+    retargeter = copy.deepcopy(models.retargeter) if models.retargeter is not None else None
     decode = DecodeStage(backend, head.vertices, head.expression_targets, args.identity, Calibrator(), retargeter)
     if args.calibrate:
         decode.start_calibration(args.calibrate)
-    stages: list = [TrackStage(tracker, emb.head_from_canonical())]
+    stages: list = [TrackStage(tracker, models.embedding.head_from_canonical())]
     if retargeter is not None:
         stages.append(RetargetStage(retargeter))
     stages.append(decode)
@@ -179,7 +207,7 @@ def build_stages(args: argparse.Namespace, source_size: tuple[int, int], stack: 
         if args.smooth_beta is not None:
             kw["beta"] = args.smooth_beta
         stages.append(SmoothStage(FrameSmoother(**kw)))
-    if args.osc:
+    if getattr(args, "osc", None):
         from realtime.osc import OscSender, parse_target
 
         targets = [parse_target(t) for t in args.osc]
@@ -189,6 +217,23 @@ def build_stages(args: argparse.Namespace, source_size: tuple[int, int], stack: 
         stack.callback(sender.close)
         stages.append(OscStage(sender))
     return stages, backend, decode, head
+
+
+def open_take_writer(args: argparse.Namespace, fps: float, head, backend_name: str):
+    """The `--export` folder's TakeWriter, with the run's metadata (realtime/take/writer.py)."""
+    from realtime.take.metadata import describe_source, run_metadata
+    from realtime.take.writer import TakeTopology, TakeWriter
+
+    source = describe_source(camera=args.camera, video=args.video, images=args.images, demo=args.demo)
+    options = {k: getattr(args, k, None) for k in ("expressions", "identity", "calibrate", "no_smooth",
+                                                   "smooth_mincutoff", "smooth_beta", "mirror")}
+    start = 0.0
+    if source["kind"] == "camera":  # a live take's timecode is the time of day, as Live Link Face writes it
+        now = time.localtime()
+        start = now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec + (time.time() % 1.0)
+    meta = {"run": run_metadata(model_path=args.model, backend=backend_name, source=source, options=options)}
+    return TakeWriter(args.export, TakeTopology.from_head(head), fps=fps, metadata=meta, start_seconds=start,
+                      overwrite=args.overwrite)
 
 
 # Stages that run with capture in the worker thread of the overlapped loop. The retarget stage is
@@ -235,7 +280,7 @@ def run_app(args: argparse.Namespace) -> int:
                 if first is None:
                     raise UserError("the source gave no frames")
                 h, w = first.image.shape[:2]
-                stages, backend, decode, head = build_stages(args, (w, h), stack)
+                stages, backend, decode, head = build_stages(args, stack)
                 hud = HudState(backend=f"{backend.name}")
                 window = renderer = recorder = None
                 if not args.no_render:
@@ -257,6 +302,11 @@ def run_app(args: argparse.Namespace) -> int:
 
                         recorder = stack.enter_context(Recorder(args.record, size, fps=source.fps or 30.0))
                     stages.append(RenderStage(renderer, options, hud, window, recorder))
+                if args.export is not None:
+                    from realtime.stages import ExportStage
+
+                    writer = stack.enter_context(open_take_writer(args, source.fps, head, backend.name))
+                    stages.insert(len(stages) - (not args.no_render), ExportStage(writer))  # before render
                 controller = Controller(args, hud, decode, window, renderer, stages)
                 pipeline = Pipeline(_Prepend(first, source), stages, should_stop=controller.should_stop,
                                     front_stages=0 if getattr(args, "no_overlap", False) else front_stage_count(stages))

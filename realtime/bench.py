@@ -64,9 +64,9 @@ def machine_info() -> dict:
 
 
 def _run_args(mode: str, backend: str) -> Namespace:
-    return Namespace(backend=backend, model=Path(__file__).resolve().parent.parent / "models" / "face_model.pt",
-                     identity="user", calibrate=0, no_smooth=False, smooth_mincutoff=None, smooth_beta=None,
-                     osc=[], osc_mtu=1400, decoder_threads=None, no_overlap=mode.endswith("-serial"))
+    from realtime.run_args import run_namespace
+
+    return run_namespace("--backend", backend, *(["--no-overlap"] if mode.endswith("-serial") else []))
 
 
 def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames: int, min_time_s: float,
@@ -86,7 +86,7 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
         mode = mode.removesuffix("-serial")
         if mode != "track":
             args.osc = [f"native@127.0.0.1:{sink.port}"]
-        stages, be, _, head = build_stages(args, (w, h), stack)
+        stages, be, _, head = build_stages(args, stack)
         name = be.name
         if mode == "track":
             stages = stages[:1]

@@ -1,4 +1,4 @@
-"""Command-line wiring of the realtime tools: bench and listen."""
+"""Command-line wiring of the realtime tools: bench, listen, batch and export-take."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +28,16 @@ def add_listen_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind")
     p.add_argument("--out", type=Path, default=None, help="save reassembled frames to this .npz")
     p.add_argument("--count", type=int, default=None, help="stop after N frames")
+
+
+def add_batch_arguments(p: argparse.ArgumentParser) -> None:
+    from realtime.batch import add_batch_arguments as add
+
+    add(p)
+
+
+def add_export_take_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", type=Path, help="a take folder written by --export or batch")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -60,5 +70,16 @@ def dispatch(args: argparse.Namespace) -> int:
         from realtime.osc import run_listener
 
         run_listener(args.port, host=args.host, out_path=args.out, count=args.count)
+        return 0
+    if args.command == "batch":
+        from realtime.batch import main_batch
+
+        return main_batch(args)
+    if args.command == "export-take":
+        from realtime.take.writer import rebuild_take
+
+        meta = rebuild_take(args.folder)
+        print(f"{args.folder}: {meta['frames']} frames ({meta['face_frames']} with a face) rebuilt: "
+              + ", ".join(meta["files"].values()))
         return 0
     raise ValueError(f"unknown command {args.command!r}")

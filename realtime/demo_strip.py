@@ -27,15 +27,16 @@ def make_strip(frames: tuple[int, ...] = (0, 30, 60, 90, 110), scale: int = 3, b
     from realtime.render import Renderer, RenderOptions
     from realtime.sources import open_source
 
-    args = argparse.Namespace(backend=backend, model=model, identity="user", calibrate=0, no_smooth=False,
-                              smooth_mincutoff=None, smooth_beta=None, osc=[], osc_mtu=1400)
+    from realtime.run_args import run_namespace
+
+    args = run_namespace("--backend", backend, "--model", str(model))
     rows: list[np.ndarray] = []
     with ExitStack() as stack:
         src = stack.enter_context(open_source(demo=True, realtime=False))
         first = src.read()
         h, w = first.image.shape[:2]
         W, H = w * scale, h * scale
-        stages, _, _, head = build_stages(args, (w, h), stack)
+        stages, _, _, head = build_stages(args, stack)
         side = stack.enter_context(Renderer.offscreen(2 * W, H, head.triangles, head.uvs))
         over = stack.enter_context(Renderer.offscreen(W, H, head.triangles, head.uvs))
 

@@ -98,6 +98,10 @@ def validate_run_args(args: argparse.Namespace) -> None:
         from realtime.recorder import check_output_path
 
         check_output_path(args.record)
+    if getattr(args, "export", None) is not None:
+        from realtime.take.writer import check_take_folder
+
+        check_take_folder(Path(args.export), getattr(args, "overwrite", False))
     if getattr(args, "stats", None) is not None:
         check_writable_file("--stats", Path(args.stats), STATS_SUFFIX)
     shots = getattr(args, "screenshot_dir", None)

