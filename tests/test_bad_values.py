@@ -29,6 +29,9 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
     folder = tmp / "a-folder"
     folder.mkdir(exist_ok=True)
     base = ["--demo", "--headless"]
+    take = tmp / "take-exists"
+    take.mkdir(exist_ok=True)
+    (take / "take-exists.csv").write_text("an earlier take\n")
     return [
         ("smoothing cutoff below zero", base + ["--smooth-mincutoff", "-1"]),
         ("smoothing cutoff zero", base + ["--smooth-mincutoff", "0"]),
@@ -57,6 +60,14 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("video file missing", ["--video", "missing.mp4", "--headless"]),
         ("video path is a folder", ["--video", str(folder), "--headless"]),
         ("a text file renamed .mp4", ["--video", str(text), "--headless"]),
+        ("export folder that exists", base + ["--export", str(take)]),
+        ("export folder is a file", base + ["--export", str(text)]),
+        ("export folder in a missing folder", base + ["--export", "no/such/folder/take1"]),
+        ("batch input missing", ["batch", "missing.mp4", "--out", str(tmp / "batch")]),
+        ("batch with zero workers", ["batch", str(text), "--out", str(tmp / "batch"), "--workers", "0"]),
+        ("batch Ray address not HOST:PORT", ["batch", str(text), "--out", str(tmp / "batch"), "--ray-address", "x"]),
+        ("batch output is a file", ["batch", str(text), "--out", str(text)]),
+        ("export-take of a folder that is not a take", ["export-take", str(folder)]),
         ("not a number", base + ["--frames", "many"]),
         ("a choice that does not exist", base + ["--msaa", "3"]),
         ("an unknown option", base + ["--colour", "red"]),

@@ -55,8 +55,9 @@ def describe_source(camera=None, video=None, images=None, demo: bool = False) ->
     return {"kind": "demo"} if demo else {"kind": "unknown"}
 
 
-def run_metadata(*, model_path, backend: str, source: dict, options: dict) -> dict:
-    """The json's "run" facts: versions, model file and hash, back-end, source, options, command line."""
+def run_metadata(*, model_path, backend: str, source: dict, options: dict, argv: list[str] | None = None) -> dict:
+    """The json's "run" facts: versions, model file and hash, back-end, source, options, command line
+    (`argv`, default this process's arguments)."""
     return {"versions": versions(), "model": {"path": str(model_path), "sha256_16": file_sha256(model_path)},
-            "backend": backend, "source": source, "options": options, "argv": sys.argv[1:],
+            "backend": backend, "source": source, "options": options, "argv": sys.argv[1:] if argv is None else list(argv),
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()}}

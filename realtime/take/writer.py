@@ -469,8 +469,6 @@ def _read_json(path: Path) -> dict:
 def rebuild_take(folder: Path) -> dict:
     """`python main.py export-take FOLDER`: every output of a take rebuilt from its chunks (after a
     hard kill or a crash). Returns the json's content."""
-    from engine.headspace import load_head
-
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a take folder (made by --export or batch)")
@@ -479,5 +477,7 @@ def rebuild_take(folder: Path) -> dict:
         raise UserError(f"{folder} is already complete; nothing to rebuild")
     if not layout.parts.is_dir():
         raise UserError(f"{folder} has no {layout.parts.name}/ folder: not a take written by --export or batch")
+    from engine.headspace import load_head
+
     topo = TakeTopology.from_head(load_head())
     return finish_take(layout, topo, rewrite_streams=True)
