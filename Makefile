@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` runs the app on the bundled real clip, `make test` runs the tests.
-.PHONY: install demo test soak bench
+.PHONY: install demo test test-fast soak bench
 install:
 	bash scripts/install.sh
 
@@ -9,6 +9,9 @@ demo: install
 	.venv/bin/python main.py --demo --headless --record out/demo.mp4 --stats out/demo_stats.json; fi
 
 test: install
+	.venv/bin/python -m pytest -q -m 'not soak'
+
+test-fast: install
 	.venv/bin/python -m pytest -q
 
 soak: install

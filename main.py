@@ -18,6 +18,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a malformed command line is one line on stderr (what is wrong, where to look) and
     exit status 2, like every other user mistake — not argparse's usage block."""
 
+    run_parser: argparse.ArgumentParser | None = None  # the `run` sub-command's parser (`main.py --help`)
+
     def error(self, message: str):  # noqa: D102 - argparse's hook
         self.exit(2, f"error: {message} (see python main.py {self.prog.split()[-1] + ' ' if ' ' in self.prog else ''}--help)\n")
 
@@ -29,9 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="main.py", description="facemesh-live: real-time 3D face mesh from a webcam.")
     sub = parser.add_subparsers(dest="command")
 
-    run_args.add_run_arguments(sub.add_parser("run", help="the live app (default)",
-                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                      description="The live app: python main.py [run] OPTIONS (run is the default)."))
+    parser.run_parser = sub.add_parser("run", help="the live app (default)",
+                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                       description="The live app: python main.py [run] OPTIONS (run is the default).")
+    run_args.add_run_arguments(parser.run_parser)
 
     tr = sub.add_parser("train", help="train the face model (writes models/face_model.pt)")
     ev = sub.add_parser("eval", help="evaluate the face model against PCA and ridge baselines")
@@ -46,10 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     from engine import cli as engine_cli  # noqa: PLC0415  (keeps `main.py --help` light)
 
     engine_cli.add_train_arguments(tr)
-    engine_cli.add_eval_arguments(ev)
     engine_cli.add_export_arguments(ex)
-    engine_cli.add_build_assets_arguments(ba)
     from realtime import cli as realtime_cli  # noqa: PLC0415
+    from realtime import eval_cli  # noqa: PLC0415
+
+    eval_cli.add_eval_arguments(ev)
+    eval_cli.add_build_assets_arguments(ba)
 
     realtime_cli.add_bench_arguments(be)
     realtime_cli.add_listen_arguments(li)
@@ -62,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status (2 for a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv in (["-h"], ["--help"]):  # the app's own options first, then the tool commands
-        parser = build_parser()
-        run = parser._subparsers._group_actions[0].choices["run"]  # noqa: SLF001 - argparse has no public getter
-        run.print_help()
+        build_parser().run_parser.print_help()
         print("\ntool commands (each has --help): " + ", ".join(c for c in COMMANDS if c != "run"))
         return 0
     if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
@@ -89,10 +92,14 @@ def main(argv: list[str] | None = None) -> int:
             from realtime.app import run_app  # noqa: PLC0415
 
             return run_app(args)
-        if args.command in ("train", "eval", "export", "build-assets"):
+        if args.command in ("train", "export"):
             from engine import cli as engine_cli  # noqa: PLC0415
 
             return engine_cli.dispatch(args)
+        if args.command in ("eval", "build-assets"):  # track the demo clip, then the engine on the arrays
+            from realtime import eval_cli  # noqa: PLC0415
+
+            return eval_cli.dispatch(args)
         from realtime import cli as realtime_cli  # noqa: PLC0415
 
         return realtime_cli.dispatch(args)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.backends.base import NUM_LANDMARKS, Backend
+from engine.assets import NUM_LANDMARKS
+from engine.backends.base import Backend
 
 log = logging.getLogger("facemesh.bench_decoder")
 WARMUP_RUNS = 3

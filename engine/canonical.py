@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import CheckpointError, UserError
+from engine.assets import MODELS_DIR, load_npz_asset
+from engine.errors import UserError
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 CANONICAL_PATH = MODELS_DIR / "canonical_face.npz"
 NPM_PACKAGE = "@mediapipe/face_mesh@0.4.1657299874"
 METADATA_NAME = "/third_party/mediapipe/modules/face_geometry/data/geometry_pipeline_metadata_landmarks.binarypb"
@@ -75,11 +75,5 @@ def save_canonical(face: CanonicalFace, path: Path = CANONICAL_PATH) -> None:
 
 def load_canonical(path: Path = CANONICAL_PATH) -> CanonicalFace:
     """Load `models/canonical_face.npz`; missing/unreadable → CheckpointError with the fix."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return CanonicalFace(z["vertices"], z["uvs"], z["triangles"], z["procrustes_indices"],
-                                 z["procrustes_weights"])
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} not found; rebuild it with `python main.py build-assets`") from None
-    except (OSError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({exc}); rebuild it with `python main.py build-assets`") from None
+    return load_npz_asset(path, lambda z: CanonicalFace(z["vertices"], z["uvs"], z["triangles"],
+                                                        z["procrustes_indices"], z["procrustes_weights"]))

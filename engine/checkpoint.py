@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
+from engine.assets import MODELS_DIR
 from engine.errors import CheckpointError
 from engine.hierarchy import HIERARCHY_PATH, MeshHierarchy, load_hierarchy
 from engine.model import FaceModel, ModelConfig
 
 # 2: graph buffers (neighbour lists, up-sampling) are rebuilt from the hierarchy, not stored.
 FORMAT_VERSION = 2
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 CHECKPOINT_PATH = MODELS_DIR / "face_model.pt"
 REBUILD = "rebuild it with `python main.py train`"
 

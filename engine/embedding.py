@@ -24,16 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import trimesh
 from scipy.interpolate import RBFInterpolator
 from scipy.spatial import cKDTree
 
+from engine.assets import MODELS_DIR, load_npz_asset
 from engine.canonical import CanonicalFace
-from engine.errors import CheckpointError
 from engine.geometry import Similarity, barycentric_interpolate, similarity_procrustes
+from engine.mesh_graph import boundary_loops, directed_edges, neighbour_average
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 EMBEDDING_PATH = MODELS_DIR / "landmark_embedding.npz"
 
 # MediaPipe FaceMesh closed contours (landmark ids, in order around the contour).
@@ -72,26 +71,6 @@ def reference_landmarks(head_vertices: np.ndarray, emb: Embedding) -> np.ndarray
 
 
 # ----------------------------------------------------------------------------- head holes
-
-
-def boundary_loops(triangles: np.ndarray) -> list[np.ndarray]:
-    """Closed boundary loops (vertex ids in order) of a triangle mesh, sorted by smallest vertex id."""
-    e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    key = np.sort(e, axis=1)
-    _, inv, cnt = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-    border = e[cnt[inv.ravel()] == 1]
-    nxt = {int(a): int(b) for a, b in border}
-    loops, seen = [], set()
-    for start in sorted(nxt):
-        if start in seen:
-            continue
-        loop, v = [], start
-        while v not in seen:
-            seen.add(v)
-            loop.append(v)
-            v = nxt[v]
-        loops.append(np.array(loop))
-    return loops
 
 
 @dataclass(frozen=True)
@@ -193,16 +172,6 @@ def mirror_pairs(points: np.ndarray, tol_mm: float = 1.0) -> np.ndarray:
     return j
 
 
-def graph_smoother(triangles: np.ndarray, n: int) -> sp.csr_matrix:
-    """Row-normalised vertex adjacency [n,n] (uniform neighbour average) of a triangle mesh."""
-    e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    e = np.concatenate([e, e[:, ::-1]])
-    a = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
-    a.data[:] = 1.0
-    deg = np.asarray(a.sum(axis=1)).ravel()
-    return sp.diags(1.0 / np.maximum(deg, 1.0)) @ a
-
-
 def nonrigid_fit(points: np.ndarray, triangles: np.ndarray, surface: trimesh.Trimesh, pinned: np.ndarray,
                  pinned_targets: np.ndarray, iterations: int = 10, smooth_steps: int = 10) -> np.ndarray:
     """Pull a mesh's points [N,3] onto `surface` with a smooth displacement field.
@@ -212,7 +181,7 @@ def nonrigid_fit(points: np.ndarray, triangles: np.ndarray, surface: trimesh.Tri
     (pinned rows re-imposed after every step), then applied. Returns [N,3] float64 mm.
     """
     x = np.asarray(points, dtype=np.float64).copy()
-    avg = graph_smoother(triangles, len(x))
+    avg = neighbour_average(len(x), triangles)
     for _ in range(iterations):
         closest, _, _ = trimesh.proximity.closest_point(surface, x)
         d = closest - x
@@ -268,7 +237,7 @@ def symmetric_projection(vertices: np.ndarray, triangles: np.ndarray, surface: t
     # Midline points: closest point on the chain of edges with both ends on x = 0.
     mid = np.flatnonzero(pairs == np.arange(n))
     on_mid = np.abs(vertices[:, 0]) < midline_tol
-    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    edges = directed_edges(triangles)
     owner = np.tile(np.arange(len(triangles)), 3)
     keep = on_mid[edges[:, 0]] & on_mid[edges[:, 1]]
     edges, owner = edges[keep], owner[keep]
@@ -364,10 +333,5 @@ def save_embedding(emb: Embedding, path: Path = EMBEDDING_PATH) -> None:
 
 def load_embedding(path: Path = EMBEDDING_PATH) -> Embedding:
     """Load `models/landmark_embedding.npz`; missing/unreadable → CheckpointError with the fix."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return Embedding(z["triangle"], z["vertex_ids"], z["bary"], z["residual_mm"], z["similarity"])
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} not found; rebuild it with `python main.py build-assets`") from None
-    except (OSError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({exc}); rebuild it with `python main.py build-assets`") from None
+    return load_npz_asset(path, lambda z: Embedding(z["triangle"], z["vertex_ids"], z["bary"], z["residual_mm"],
+                                                    z["similarity"]))

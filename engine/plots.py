@@ -5,12 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.mesh_graph import unique_edges
+
 
 def _front_edges(vertices: np.ndarray, triangles: np.ndarray, i: int, j: int, min_z: float | None) -> np.ndarray:
     """Unique mesh edges as 2-D segments [E,2,2] on axes (i, j); only edges with both ends at
     z > min_z when given (hides the back of the head in the front view)."""
-    e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    e = np.unique(np.sort(e, axis=1), axis=0)
+    e = unique_edges(triangles)
     if min_z is not None:
         e = e[(vertices[e[:, 0], 2] > min_z) & (vertices[e[:, 1], 2] > min_z)]
     return vertices[e][:, :, [i, j]]

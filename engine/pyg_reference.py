@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.chebconv import edge_index_from_neighbours
 from engine.hierarchy import MeshHierarchy
+from engine.mesh_graph import padded_matrix
+from engine.sparse_ops import to_torch_coo
 
 
 def _level_of(size: int, hierarchy: MeshHierarchy) -> int:
@@ -27,13 +28,16 @@ def _level_of(size: int, hierarchy: MeshHierarchy) -> int:
 
 
 def upsample_matrix(up_idx: np.ndarray, up_w: np.ndarray, num_coarse: int) -> torch.Tensor:
-    """Sparse COO [V_fine, V_coarse] (coalesced) with row i = weights up_w[i] at columns up_idx[i]."""
-    vf = len(up_idx)
-    rows = np.repeat(np.arange(vf), 3)
-    coo = torch.sparse_coo_tensor(torch.as_tensor(np.stack([rows, np.asarray(up_idx).reshape(-1)]), dtype=torch.long),
-                                  torch.as_tensor(np.asarray(up_w, dtype=np.float32).reshape(-1)), (vf, num_coarse),
-                                  check_invariants=True)
-    return coo.coalesce()
+    """Sparse COO [V_fine, V_coarse] float32 (coalesced) with row i = weights up_w[i] at columns up_idx[i]."""
+    return to_torch_coo(padded_matrix(up_idx, np.asarray(up_w, dtype=np.float32), None, num_coarse), torch.float32)
+
+
+def edge_index_from_neighbours(nbr_idx: np.ndarray, nbr_mask: np.ndarray) -> torch.Tensor:
+    """PyG `edge_index` [2,E] (source j → target i) of the padded neighbour lists."""
+    rows, cols = np.nonzero(np.asarray(nbr_mask) > 0)
+    tgt = rows
+    src = np.asarray(nbr_idx)[rows, cols]
+    return torch.as_tensor(np.stack([src, tgt]), dtype=torch.long)
 
 
 class PygChebLayer(nn.Module):

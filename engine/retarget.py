@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.assets import NUM_EXPRESSIONS
 from engine.expressions import EXPRESSION_NAMES
 
-NUM_EXPRESSIONS = len(EXPRESSION_NAMES)
 _I = {n: i for i, n in enumerate(EXPRESSION_NAMES)}
 GAZE_UNITS = tuple(n for n in EXPRESSION_NAMES if n.startswith("eyeLook"))
 SOLVED_UNITS = tuple(n for n in EXPRESSION_NAMES if n not in GAZE_UNITS and n != "tongueOut")

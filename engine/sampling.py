@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from engine.assets import NUM_EXPRESSIONS
 from engine.expressions import EXPRESSION_NAMES
 
-NUM_EXPRESSIONS = len(EXPRESSION_NAMES)
 _I = {n: i for i, n in enumerate(EXPRESSION_NAMES)}
 
 # (relative weight, units): one group is drawn as a whole, with one shared amplitude.

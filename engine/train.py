@@ -27,7 +27,6 @@ from tqdm import tqdm
 
 from engine.augment import AugmentConfig, LandmarkSpace, tracker_like_landmarks
 from engine.canonical import load_canonical
-from engine.chebconv import CSROperator
 from engine.checkpoint import CHECKPOINT_PATH, save_checkpoint
 from engine.embedding import Embedding, load_embedding, reference_landmarks
 from engine.errors import UserError
@@ -35,7 +34,9 @@ from engine.headspace import Head, load_head
 from engine.hierarchy import MeshHierarchy, load_hierarchy
 from engine.model import FaceModel, ModelConfig
 from engine.noise import TrackerNoise, load_tracker_noise
+from engine.mesh_graph import edge_incidence, unique_edges
 from engine.sampling import sample_expressions, sample_identity
+from engine.sparse_ops import CSROperator, to_torch_coo
 
 POOL_CHUNK = 2000  # samples generated per chunk; part of the data's definition (keep fixed)
 
@@ -162,12 +163,6 @@ def make_pool(data: HeadData, n: int, seed: int, aug: AugmentConfig | None = Non
                 np.concatenate(clean) if keep_clean else None)
 
 
-def edges_of(triangles: np.ndarray) -> np.ndarray:
-    """Unique undirected edges [E,2] of a triangle list [F,3]."""
-    e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    return np.unique(np.sort(e, axis=1), axis=0)
-
-
 def build_model(data: HeadData, h: MeshHierarchy, pool: Pool, cfg: ModelConfig) -> FaceModel:
     """A fresh model whose normalisation buffers come from the training pool.
 
@@ -180,16 +175,6 @@ def build_model(data: HeadData, h: MeshHierarchy, pool: Pool, cfg: ModelConfig) 
     lm_mean = pool.landmarks.mean(axis=0)
     lm_scale = float((pool.landmarks - lm_mean).std())
     return FaceModel.build(h, cfg, mean_v, offset_scale, lm_mean, lm_scale)
-
-
-def edge_incidence(edges: np.ndarray, num_vertices: int) -> torch.Tensor:
-    """Sparse [E,V] matrix with +1 at (e, i) and −1 at (e, j) for each edge (i, j): (M x)_e = x_i − x_j."""
-    e = torch.as_tensor(np.asarray(edges), dtype=torch.long)
-    n = len(e)
-    rows = torch.arange(n).repeat(2)
-    vals = torch.cat([torch.ones(n), -torch.ones(n)])
-    return torch.sparse_coo_tensor(torch.stack([rows, torch.cat([e[:, 0], e[:, 1]])]), vals, (n, num_vertices),
-                                   check_invariants=True).coalesce()
 
 
 class _L1Mean(torch.autograd.Function):
@@ -256,7 +241,7 @@ class Loss(torch.nn.Module):
         basis = data.basis.reshape(len(data.basis), v, 3)  # [C,V,3]
         self.register_buffer("basis_cm", torch.from_numpy(np.ascontiguousarray(basis.transpose(2, 1, 0)).reshape(3 * v, -1)))
         self.register_buffer("neutral_cm", torch.from_numpy(np.ascontiguousarray(data.head.vertices.T).reshape(3 * v, 1)))
-        self.incidence = CSROperator(edge_incidence(edges_of(data.head.triangles), v), copies=3)
+        self.incidence = CSROperator(to_torch_coo(edge_incidence(unique_edges(data.head.triangles), v)), copies=3)
         vw = torch.ones(v)
         vw[torch.from_numpy(data.head.face_mask)] = cfg.face_weight
         self.register_buffer("vw", (vw / vw.mean()).reshape(1, v, 1))  # [1,V,1]

@@ -170,17 +170,21 @@ class TakeProcessor:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+        from dataclasses import replace
+
         from realtime.app import Models
+        from realtime.config import RunConfig
         from realtime.run_args import run_namespace
 
-        self.args = run_namespace(*run_argv, "--no-render", "--as-fast-as-possible")
-        self.args.command_line = list(command_line) if command_line is not None else None  # for the takes' json
-        self.models = Models.load(self.args)
+        config = RunConfig.from_args(run_namespace(*run_argv, "--no-render", "--as-fast-as-possible"))
+        self.config = replace(config, argv=tuple(command_line) if command_line is not None else None)
+        self.models = Models.load(self.config.model, self.config.output.overlap)
 
     def process(self, video: str, folder: str, progress: Callable[[int], None] | None = None) -> dict:
         """Run one video into `folder` (replaced). Returns its manifest entry (never raises for a bad
         video: the reason is in `error`)."""
         from contextlib import ExitStack
+        from dataclasses import replace
 
         from realtime.app import build_stages, front_stage_count, open_take_writer
         from realtime.pipeline import Pipeline
@@ -199,14 +203,16 @@ class TakeProcessor:
                 except SourceError as exc:
                     entry["error"] = str(exc)
                     return entry
-                args = argparse.Namespace(**{**vars(self.args), "video": Path(video), "export": Path(folder),
-                                             "overwrite": True})
-                stages, backend, _, head = build_stages(args, stack, self.models)
-                writer = stack.enter_context(open_take_writer(args, source.fps, head, backend.name))
+                c = self.config
+                config = replace(c, source=replace(c.source, video=Path(video)),
+                                 output=replace(c.output, export=Path(folder), overwrite=True))
+                built = build_stages(config, stack, self.models)
+                stages = built.stages
+                writer = stack.enter_context(open_take_writer(config, source.fps, built.head, built.backend.name))
                 stages.append(ExportStage(writer))
                 counter = _Counter(progress)
                 pipe = Pipeline(source, stages, on_frame=counter,
-                                front_stages=0 if args.no_overlap else front_stage_count(stages))
+                                front_stages=front_stage_count(stages) if config.output.overlap else 0)
                 stats = pipe.run()
                 counter.flush()
             entry.update(frames=stats.frames, face_found_ratio=round(stats.found / max(1, stats.frames), 4),

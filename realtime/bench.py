@@ -18,7 +18,6 @@ import logging
 import os
 import platform
 import time
-from argparse import Namespace
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -63,32 +62,37 @@ def machine_info() -> dict:
     return info
 
 
-def _run_args(mode: str, backend: str) -> Namespace:
+def _run_config(mode: str, backend: str):
+    from realtime.config import RunConfig
     from realtime.run_args import run_namespace
 
-    return run_namespace("--backend", backend, *(["--no-overlap"] if mode.endswith("-serial") else []))
+    return RunConfig.from_args(run_namespace("--backend", backend, "--no-render",
+                                             *(["--no-overlap"] if mode.endswith("-serial") else [])))
 
 
 def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames: int, min_time_s: float,
                warmup: int, paced: bool = False) -> tuple[dict, str]:
     """One mode on one source size; returns (summary dict, back-end name)."""
-    from realtime.app import HudState, RenderStage, build_stages, front_stage_count
+    from dataclasses import replace
+
+    from realtime.app import build_stages, front_stage_count
+    from realtime.controls import HudState
     from realtime.sources import open_source
+    from realtime.stages import RenderStage
 
     with ExitStack() as stack:
         sink = UdpSink()
         stack.callback(sink.close)
         source = stack.enter_context(open_source(demo=True, realtime=paced, resize=size, loop=True))
-        first = source.read()
-        h, w = first.image.shape[:2]
+        w, h = source.size
         serial = mode.endswith("-serial")
         export = mode.endswith("-export")
-        args = _run_args(mode, backend)
+        config = _run_config(mode, backend)
         mode = mode.removesuffix("-serial").removesuffix("-export")
         if mode != "track":
-            args.osc = [f"native@127.0.0.1:{sink.port}"]
-        stages, be, _, head = build_stages(args, stack)
-        name = be.name
+            config = replace(config, output=replace(config.output, osc=(f"native@127.0.0.1:{sink.port}",)))
+        built = build_stages(config, stack)
+        stages, head, name = built.stages, built.head, built.backend.name
         if mode == "track":
             stages = stages[:1]
         if mode == "full":
@@ -104,11 +108,12 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
             from realtime.app import open_take_writer
             from realtime.stages import ExportStage
 
-            args.export = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-take-"))) / "take"
-            writer = open_take_writer(args, source.fps, head, name)
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-take-"))) / "take"
+            writer = open_take_writer(replace(config, output=replace(config.output, export=folder)), source.fps, head,
+                                      name)
             stack.callback(writer.close)  # before the folder goes: last in, first out
             stages.insert(len(stages) - (mode == "full"), ExportStage(writer))
-        pipe = Pipeline(source, stages, front_stages=0 if serial or mode == "track" else front_stage_count(stages))
+        pipe = Pipeline(source, stages, latency_stage="osc", front_stages=0 if serial or mode == "track" else front_stage_count(stages))
         pipe.run(max_frames=warmup)  # warm-up: caches, JIT, first-frame detection
         source.restart_clock()  # paced: frames are due from now (no catch-up burst after the warm-up)
         t_end = time.perf_counter() + min_time_s

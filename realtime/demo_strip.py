@@ -27,16 +27,17 @@ def make_strip(frames: tuple[int, ...] = (0, 30, 60, 90, 110), scale: int = 3, b
     from realtime.render import Renderer, RenderOptions
     from realtime.sources import open_source
 
+    from realtime.config import RunConfig
     from realtime.run_args import run_namespace
 
-    args = run_namespace("--backend", backend, "--model", str(model))
+    config = RunConfig.from_args(run_namespace("--backend", backend, "--model", str(model)))
     rows: list[np.ndarray] = []
     with ExitStack() as stack:
         src = stack.enter_context(open_source(demo=True, realtime=False))
-        first = src.read()
-        h, w = first.image.shape[:2]
+        w, h = src.size
         W, H = w * scale, h * scale
-        stages, _, _, head = build_stages(args, stack)
+        built = build_stages(config, stack)
+        stages, head = built.stages, built.head
         side = stack.enter_context(Renderer.offscreen(2 * W, H, head.triangles, head.uvs))
         over = stack.enter_context(Renderer.offscreen(W, H, head.triangles, head.uvs))
 
@@ -60,17 +61,7 @@ def make_strip(frames: tuple[int, ...] = (0, 30, 60, 90, 110), scale: int = 3, b
                         cv2.LINE_AA)
             rows.append(row)
 
-        class _First:
-            def __init__(self) -> None:
-                self.pending = first
-
-            def read(self):
-                if self.pending is not None:
-                    f, self.pending = self.pending, None
-                    return f
-                return src.read()
-
-        Pipeline(_First(), stages, on_frame=grab).run(max_frames=max(frames) + 1)
+        Pipeline(src, stages, on_frame=grab).run(max_frames=max(frames) + 1)
     return np.concatenate(rows, axis=0)
 
 

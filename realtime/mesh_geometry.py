@@ -1,10 +1,13 @@
 """Pure mesh helpers for the renderer (no GL): per-frame vertex normals, winding and volume checks,
-boundary loops and the caps that close the head's openings, unique edges. Arrays are numpy; vertices
-[V,3] float32 mm, triangles [F,3] int."""
+the caps that close the head's openings. Arrays are numpy; vertices [V,3] float32 mm, triangles
+[F,3] int. The mesh graph itself (edges, boundary loops) is `engine.mesh_graph`'s; `boundary_loops`
+and `unique_edges` are imported here for the renderer."""
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse
+
+from engine.mesh_graph import boundary_loops, directed_edges, unique_edges  # noqa: F401  (renderer's)
 
 
 def incident_face_slots(triangles: np.ndarray, num_vertices: int) -> np.ndarray:
@@ -108,8 +111,7 @@ def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 def winding_is_consistent(triangles: np.ndarray) -> bool:
     """Whether every directed edge occurs at most once (neighbouring triangles agree on orientation)."""
-    tri = np.asarray(triangles, dtype=np.int64)
-    directed = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]], axis=0)
+    directed = directed_edges(triangles)
     return np.unique(directed, axis=0).shape[0] == directed.shape[0]
 
 
@@ -118,33 +120,6 @@ def signed_volume(vertices: np.ndarray, triangles: np.ndarray) -> float:
     v = np.asarray(vertices, dtype=np.float64)
     tri = np.asarray(triangles)
     return float(np.einsum("ij,ij->", v[tri[:, 0]], np.cross(v[tri[:, 1]], v[tri[:, 2]])) / 6.0)
-
-
-def boundary_loops(triangles: np.ndarray) -> list[np.ndarray]:
-    """The mesh's holes: closed chains of boundary edges, each [k] int64 in the triangles' edge direction.
-
-    A boundary edge a→b belongs to one triangle whose neighbour across it is missing. Assumes each
-    boundary vertex starts one boundary edge (a manifold boundary); other vertices are skipped.
-    """
-    tri = np.asarray(triangles, dtype=np.int64)
-    directed = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]], axis=0)
-    n = int(tri.max()) + 1
-    key = directed[:, 0] * n + directed[:, 1]
-    reverse = directed[:, 1] * n + directed[:, 0]
-    boundary = directed[~np.isin(reverse, key)]
-    nxt = dict(zip(boundary[:, 0].tolist(), boundary[:, 1].tolist()))
-    loops, seen = [], set()
-    for start in boundary[:, 0].tolist():
-        if start in seen:
-            continue
-        loop, v = [], start
-        while v not in seen and v in nxt:
-            seen.add(v)
-            loop.append(v)
-            v = nxt[v]
-        if v == start and len(loop) >= 3:
-            loops.append(np.asarray(loop, dtype=np.int64))
-    return loops
 
 
 def hole_caps(triangles: np.ndarray, num_vertices: int) -> tuple[np.ndarray, scipy.sparse.csr_matrix]:
@@ -166,11 +141,3 @@ def hole_caps(triangles: np.ndarray, num_vertices: int) -> tuple[np.ndarray, sci
     mean = scipy.sparse.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)),
                                    shape=(len(loops), num_vertices))
     return tris, mean
-
-
-def unique_edges(triangles: np.ndarray) -> np.ndarray:
-    """[E,2] int32 undirected edges of a triangle mesh, each once (smaller index first)."""
-    tri = np.asarray(triangles, dtype=np.int64)
-    e = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]], axis=0)
-    e.sort(axis=1)
-    return np.unique(e, axis=0).astype(np.int32)

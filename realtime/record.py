@@ -1,21 +1,24 @@
 """The plain per-frame record that flows from stage to stage (see docs/architecture.md)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.rotations import pitch_yaw_roll, quaternion_from_matrix
+
 
 @dataclass(frozen=True)
-class HeadPose:
-    """Rigid head pose in the camera/view frame (x right, y up, z towards the viewer).
+class RigidPose:
+    """A rigid placement of a face frame in the camera/view frame (x right, y up, z towards the viewer).
+    Two frames are placed, each with its own type: `CanonicalPose` (the tracker's) and `HeadPose` (the
+    record's); `realtime.stages.head_pose_from_canonical` turns the first into the second.
 
-    rotation: [3,3] float32, maps head-frame directions to camera-frame directions.
-    translation_mm: [3] float32, head-frame origin in the camera frame, millimetres, estimated with
+    rotation: [3,3] float32, maps the face frame's directions to camera-frame directions.
+    translation_mm: [3] float32, the face frame's origin in the camera frame, millimetres, estimated with
         a pinhole camera of assumed field of view (see realtime/tracker.py).
-    scale_px_per_mm: image pixels per millimetre of the canonical face at the head's depth.
-    center_px: [2] float32, image position (x right, y down) of the head-frame origin, pixels.
+    scale_px_per_mm: image pixels per millimetre of the face frame at the head's depth.
+    center_px: [2] float32, image position (x right, y down) of the face frame's origin, pixels.
     """
 
     rotation: np.ndarray
@@ -31,31 +34,25 @@ class HeadPose:
         return m
 
     def quaternion(self) -> np.ndarray:
-        """[4] float32 unit quaternion (x, y, z, w) of `rotation`."""
-        r = np.asarray(self.rotation, dtype=np.float64)
-        tr = r[0, 0] + r[1, 1] + r[2, 2]
-        if tr > 0:
-            s = math.sqrt(tr + 1.0) * 2
-            q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
-        elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-            s = math.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2]) * 2
-            q = [0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s]
-        elif r[1, 1] > r[2, 2]:
-            s = math.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2]) * 2
-            q = [(r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s]
-        else:
-            s = math.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1]) * 2
-            q = [(r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s, (r[1, 0] - r[0, 1]) / s]
-        qa = np.asarray(q, dtype=np.float64)
-        return (qa / np.linalg.norm(qa)).astype(np.float32)
+        """[4] float32 unit quaternion (x, y, z, w) of `rotation`, scipy's convention
+        (`engine.rotations.quaternion_from_matrix`)."""
+        return quaternion_from_matrix(self.rotation).astype(np.float32)
 
     def euler_xyz_rad(self) -> np.ndarray:
-        """[3] float32 (pitch about x, yaw about y, roll about z) in radians, R = Rz·Ry·Rx."""
-        r = np.asarray(self.rotation, dtype=np.float64)
-        yaw = math.asin(max(-1.0, min(1.0, -r[2, 0])))
-        pitch = math.atan2(r[2, 1], r[2, 2])
-        roll = math.atan2(r[1, 0], r[0, 0])
-        return np.array([pitch, yaw, roll], dtype=np.float32)
+        """[3] float32 (pitch about x, yaw about y, roll about z) in radians, R = Rz·Ry·Rx
+        (`engine.rotations.pitch_yaw_roll`; the conventions are compared there)."""
+        return pitch_yaw_roll(self.rotation)
+
+
+@dataclass(frozen=True)
+class CanonicalPose(RigidPose):
+    """The tracker's pose: MediaPipe's canonical face frame (mm) → camera. Never in the record."""
+
+
+@dataclass(frozen=True)
+class HeadPose(RigidPose):
+    """The record's pose: the dense head's frame (mm, `models/head.npz`) → camera; what the renderer,
+    the smoother, OSC and takes use."""
 
 
 @dataclass

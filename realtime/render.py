@@ -3,13 +3,13 @@
 One `Renderer` owns its GL objects and an offscreen framebuffer of the view size; `render(frame,
 options)` draws one `FrameRecord` into it, `read_rgb()` reads it back for OpenCV and `blit_to()`
 copies it to a window. Shaders live in the repository's `shaders/*.glsl` and are compiled once per
-renderer; per frame only buffers, the camera texture and uniforms are written, from preallocated
-arrays.
+renderer (`realtime/shaders.py`); per frame only buffers, the camera texture and uniforms are
+written, from preallocated arrays.
 
 Frames (docs/architecture.md): head vertices are millimetres in the head frame; `HeadPose` maps head
-directions to the camera frame (x right, y up, z to the viewer) and places the head origin at
-`center_px` with `scale_px_per_mm`. Overlay mode draws the head with exactly that scaled orthographic
-camera, so it covers the tracked face; the GPU applies it as one matrix.
+directions to the camera frame and places the head origin at `center_px` with `scale_px_per_mm`.
+Overlay mode draws the head with exactly that scaled orthographic camera (`overlay_transform`), so it
+covers the tracked face; the GPU applies it as one matrix.
 
 The framebuffer is stored **top row first** (OpenCV's order): every draw into it negates clip-space y
 (`flip_clip_y`), so GL window y is the picture row. The camera image is written without a flip, the
@@ -17,32 +17,43 @@ read-back needs no flip (one channel shuffle to BGR), and `blit_to` turns the vi
 
 The head is drawn with back faces culled (half the raster work on Mesa llvmpipe) and lit per vertex
 (shaders/head.vert.glsl: its triangles are a few pixels across); its openings (eyes, mouth, neck) are
-closed by dark caps fanned around each hole so nothing shows through. The HUD is drawn from a glyph
-atlas (`hud_font`, `layout_hud`): per frame only a few glyph rectangles are written.
+closed by dark caps fanned around each hole so nothing shows through.
 
-The pure helpers have no GL and are tested on their own: here `fit_rect`, `overlay_transform`,
-`side_transform`, `flip_clip_y`, `image_to_ndc`; mesh helpers (normals, caps, winding) in
-`realtime/mesh_geometry.py`; the HUD's glyph atlas and layout in `realtime/hud_font.py`.
+The parts, each tested on its own:
+- `realtime/view_transforms.py`: the pure transforms (`fit_rect`, `overlay_transform`,
+  `side_transform`, `flip_clip_y`, `image_to_ndc`; numpy only);
+- `realtime/gl_loader.py`: the offscreen EGL context and direct GL calls (glFlush, glFinish, blits);
+- `realtime/shaders.py`: reading and compiling `shaders/*.glsl`;
+- `realtime/hud.py`: the HUD's lines and its GL layer, from the glyph atlas of `realtime/hud_font.py`;
+- `realtime/mesh_geometry.py`: normals, hole caps, winding.
+Their public names are re-exported here, so `from realtime.render import fit_rect` keeps working.
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import moderngl
 import numpy as np
 
 from engine.errors import UserError
-from realtime.hud_font import HudFont, hud_box_size, hud_font, layout_hud, rect_triangles
+from realtime.gl_loader import (GL_COLOR_BUFFER_BIT, GL_LINEAR, GL_NEAREST, GL_READ_FRAMEBUFFER,
+                                create_offscreen_context, gl_finish, gl_flush)
+from realtime.gl_loader import gl_call as _gl_call  # looked up here by blit_to (tests replace it for the fallback)
+from realtime.hud import HUD_BOX_ALPHA, NO_FACE_LINE, HudLayer, frame_status, hud_lines
+from realtime.hud_font import hud_font
 from realtime.mesh_geometry import VertexNormals, hole_caps, signed_volume, unique_edges, winding_is_consistent
-from realtime.record import FrameRecord, HeadPose
+from realtime.record import FrameRecord
+from realtime.shaders import SHADER_DIR, load_program, shader_source
+from realtime.view_transforms import (OVERLAY_DEPTH_MM, SIDE_FILL, fit_rect, flip_clip_y, image_to_ndc,
+                                      overlay_transform, side_transform)
 
-SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
+__all__ = ["BACKGROUND_RGB", "HUD_BOX_ALPHA", "LAYOUTS", "MSAA_SAMPLES", "NO_FACE_LINE", "OVERLAY_DEPTH_MM",
+           "RenderOptions", "Renderer", "SHADER_DIR", "SIDE_FILL", "WIRE_RGB", "create_offscreen_context",
+           "default_samples", "fit_rect", "flip_clip_y", "image_to_ndc", "load_program", "overlay_transform",
+           "shader_source", "side_transform"]
+
 LAYOUTS = ("overlay", "side")
-NO_FACE_LINE = "no face"
 
 BACKGROUND_RGB = (0.07, 0.08, 0.09)
 SKIN_ALBEDO = (0.86, 0.66, 0.55)
@@ -50,7 +61,6 @@ CAP_ALBEDO = (0.16, 0.07, 0.07)  # the closed eye/mouth openings: dark, shading 
 WIRE_RGB = (0.35, 1.0, 0.55)
 LANDMARK_RGB = (0.2, 0.9, 1.0)
 IRIS_RGB = (1.0, 0.3, 0.3)
-OVERLAY_DEPTH_MM = 600.0  # head-frame depth range mapped to NDC z in overlay mode (head is ~300 mm)
 WIRE_DEPTH_BIAS = 2e-3  # NDC units; lifts the wire lines above the depth pre-pass
 MSAA_SAMPLES = 4  # multisampling of the head on a GPU (capped at the context's GL_MAX_SAMPLES)
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")  # where MSAA triples the render time: off by default
@@ -61,12 +71,6 @@ def default_samples(ctx: moderngl.Context) -> int:
     660×540 measured here)."""
     name = str(ctx.info.get("GL_RENDERER", "")).lower()
     return 0 if any(s in name for s in SOFTWARE_RENDERERS) else MSAA_SAMPLES
-SIDE_FILL = 0.9  # fraction of the side panel's smaller side covered by the head's diameter
-
-GL_READ_FRAMEBUFFER, GL_COLOR_BUFFER_BIT, GL_NEAREST, GL_LINEAR = 0x8CA8, 0x4000, 0x2600, 0x2601  # for _gl_call
-
-HUD_BOX_ALPHA = 150  # of 255: the translucent black box behind the white HUD text
-HUD_RECT_BYTES = 6 * 4 * 4  # one HUD rectangle: 6 vertices of 4 int32
 
 
 @dataclass
@@ -92,215 +96,6 @@ class RenderOptions:
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise UserError(f"unknown layout {self.layout!r}; choose one of: {', '.join(LAYOUTS)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure compute (no GL)
-# ---------------------------------------------------------------------------------------------
-
-def fit_rect(content_wh: tuple[int, int], box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """Largest rectangle of the content's aspect ratio centred in `box`.
-
-    box and result: (x, y, width, height) in pixels (any y convention: the result is centred).
-    """
-    cw, ch = content_wh
-    bx, by, bw, bh = box
-    k = min(bw / cw, bh / ch)
-    w, h = max(1, int(round(cw * k))), max(1, int(round(ch * k)))
-    return bx + (bw - w) // 2, by + (bh - h) // 2, w, h
-
-
-def _mirror_sign(mirror: bool) -> float:
-    return -1.0 if mirror else 1.0
-
-
-def overlay_transform(pose: HeadPose, image_wh: tuple[int, int], mirror: bool = False,
-                      depth_mm: float = OVERLAY_DEPTH_MM) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled orthographic camera of the tracked pose, for a viewport that shows the whole image.
-
-    A head-frame point v (mm) lands at image pixel x = cx + s·(Rv)_x, y = cy − s·(Rv)_y (y down),
-    which maps to NDC x = ±(2x/W − 1) (− when mirrored), y = 1 − 2y/H, z = −(Rv)_z / depth_mm
-    (nearer is smaller). Returns (mvp [4,4] float32 row-major, normal matrix [3,3] float32 taking
-    head directions to the displayed view space).
-    """
-    w, h = image_wh
-    r = np.asarray(pose.rotation, dtype=np.float64)
-    s = float(pose.scale_px_per_mm)
-    cx, cy = (float(c) for c in pose.center_px)
-    m = _mirror_sign(mirror)
-    mvp = np.zeros((4, 4), dtype=np.float64)
-    mvp[0, :3] = m * (2.0 * s / w) * r[0]
-    mvp[0, 3] = m * (2.0 * cx / w - 1.0)
-    mvp[1, :3] = (2.0 * s / h) * r[1]
-    mvp[1, 3] = 1.0 - 2.0 * cy / h
-    mvp[2, :3] = -r[2] / depth_mm
-    mvp[3, 3] = 1.0
-    normal = np.diag([m, 1.0, 1.0]) @ r
-    return mvp.astype(np.float32), normal.astype(np.float32)
-
-
-def side_transform(rotation: np.ndarray, panel_wh: tuple[int, int], radius_mm: float,
-                   mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Frontal orthographic view of the head (origin at the panel centre) turned by `rotation`.
-
-    The head's bounding sphere (radius_mm about the head-frame origin) fills SIDE_FILL of the panel's
-    smaller side. Returns (mvp [4,4] float32 row-major, normal matrix [3,3] float32).
-    """
-    w, h = panel_wh
-    r = np.asarray(rotation, dtype=np.float64)
-    k = SIDE_FILL * 0.5 * min(w, h) / max(radius_mm, 1e-6)  # px per mm
-    m = _mirror_sign(mirror)
-    mvp = np.zeros((4, 4), dtype=np.float64)
-    mvp[0, :3] = m * (2.0 * k / w) * r[0]
-    mvp[1, :3] = (2.0 * k / h) * r[1]
-    mvp[2, :3] = -r[2] / (2.0 * max(radius_mm, 1e-6))
-    mvp[3, 3] = 1.0
-    normal = np.diag([m, 1.0, 1.0]) @ r
-    return mvp.astype(np.float32), normal.astype(np.float32)
-
-
-def flip_clip_y(mvp: np.ndarray) -> np.ndarray:
-    """The same transform with clip-space y negated ([4,4] float32 row-major): for a top-row-first
-    framebuffer, where GL window y is the picture row. Negating y reverses the on-screen winding."""
-    out = np.array(mvp, dtype=np.float32)
-    out[1] = -out[1]
-    return out
-
-
-def image_to_ndc(image_wh: tuple[int, int], mirror: bool = False) -> tuple[float, float, float, float]:
-    """(sx, sy, ox, oy) with NDC = pixel·(sx, sy) + (ox, oy) for a viewport showing the image."""
-    w, h = image_wh
-    m = _mirror_sign(mirror)
-    return 2.0 * m / w, -2.0 / h, -m, 1.0
-
-
-GL_LIBRARIES = ("libOpenGL.so.0", "libGL.so.1", "libGL.so")
-
-
-@functools.lru_cache(maxsize=2)
-def _gl_library(releases_gil: bool = False) -> ctypes.CDLL | None:
-    """The system's GL library, for the calls moderngl does not expose (glFlush, glFinish, and
-    glBlitFramebuffer with rectangles), or None where none can be loaded (then they are skipped or
-    replaced). Through GLVND (libOpenGL) calls act on whichever context is current. As a PyDLL
-    (default) calls keep the GIL, right for calls that return at once; as a CDLL (releases_gil) ctypes
-    releases the GIL around them, for calls that wait, so the tracker's thread runs on meanwhile."""
-    loader = ctypes.CDLL if releases_gil else ctypes.PyDLL
-    for name in GL_LIBRARIES:
-        try:
-            return loader(name)
-        except OSError:
-            continue
-    return None
-
-
-def _gl_call(name: str, *args: int, releases_gil: bool = False) -> bool:
-    """Call the GL entry point `name` (integer arguments) on the current context; False if unavailable."""
-    library = _gl_library(releases_gil)
-    function = getattr(library, name, None) if library is not None else None
-    if function is None:
-        return False
-    function(*args)
-    return True
-
-
-def _gl_finish() -> None:
-    """glFinish on the current context with the GIL released (skipped without the library: the
-    read-back that follows then waits inside moderngl instead)."""
-    _gl_call("glFinish", releases_gil=True)
-
-
-def _gl_flush() -> None:
-    """glFlush on the current context: queued GL work starts now, nothing waits (a no-op without the library)."""
-    _gl_call("glFlush")
-
-
-@functools.lru_cache(maxsize=None)
-def shader_source(name: str) -> str:
-    """Text of `shaders/<name>.glsl`, read once per process."""
-    path = SHADER_DIR / f"{name}.glsl"
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"shader {path} is missing or unreadable ({exc.strerror}); "
-                        "restore the repository's shaders/ folder") from None
-
-
-def load_program(ctx: moderngl.Context, name: str, defines: tuple[str, ...] = ()) -> moderngl.Program:
-    """Compile `shaders/<name>.vert.glsl` + `shaders/<name>.frag.glsl` into a program; each name in
-    `defines` becomes a `#define NAME 1` line after the `#version` line (variants of one source)."""
-
-    def source(stage: str) -> str:
-        version, _, body = shader_source(f"{name}.{stage}").partition("\n")
-        return version + "\n" + "".join(f"#define {d} 1\n" for d in defines) + body
-
-    return ctx.program(vertex_shader=source("vert"), fragment_shader=source("frag"))
-
-
-# ---------------------------------------------------------------------------------------------
-# The renderer
-# ---------------------------------------------------------------------------------------------
-
-def create_offscreen_context() -> moderngl.Context:
-    """A standalone OpenGL ≥ 3.3 context through EGL (no display needed); UserError if impossible."""
-    try:
-        ctx = moderngl.create_standalone_context(backend="egl")
-    except Exception as exc:  # moderngl/glcontext raise plain Exception subclasses for missing libraries
-        raise UserError(f"cannot create an offscreen OpenGL context through EGL ({exc}); install Mesa EGL "
-                        "(Debian: libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1) or use --no-render") from None
-    if ctx.version_code < 330:
-        ctx.release()
-        raise UserError(f"the EGL OpenGL context is version {ctx.version_code}, 330 is needed; update Mesa")
-    return ctx
-
-
-class _HudLayer:
-    """The HUD's GL side: the glyph atlas texture, its program and one vertex buffer holding the box
-    then the glyphs as pixel-space triangles (shaders/hud.*.glsl); rewritten only when the text changes.
-    """
-
-    def __init__(self, ctx: moderngl.Context, font: HudFont, view_size: tuple[int, int]) -> None:
-        self.ctx, self.font, self.view_size = ctx, font, view_size
-        self.prog = load_program(ctx, "hud")
-        self.prog["u_atlas"].value = 0
-        self.prog["u_view_size"].value = tuple(float(s) for s in view_size)
-        self.prog["u_box_alpha"].value = HUD_BOX_ALPHA / 255.0
-        atlas = np.ascontiguousarray(font.atlas)
-        self.atlas = ctx.texture((atlas.shape[1], atlas.shape[0]), 1, atlas.tobytes(), alignment=1)
-        self.atlas.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        self.buf = ctx.buffer(reserve=64 * HUD_RECT_BYTES, dynamic=True)
-        self.vao = ctx.vertex_array(self.prog, [(self.buf, "2i 2i", "in_pixel", "in_texel_offset")])
-        self.key: tuple[str, ...] | None = None
-        self.glyph_count = 0
-
-    def update(self, lines: list[str]) -> None:
-        """Lay out `lines` and upload them (a no-op when they did not change since the last call)."""
-        key = tuple(lines)
-        if key == self.key:
-            return
-        w, h = hud_box_size(lines, self.font, self.view_size)
-        rects = np.concatenate([np.array([[0, 0, w, h, 0, 0]], dtype=np.int32), layout_hud(lines, self.font)])
-        data = rect_triangles(rects)
-        if data.nbytes > self.buf.size:
-            self.buf.orphan(2 * data.nbytes)
-        self.buf.write(data)
-        self.key, self.glyph_count = key, rects.shape[0] - 1
-
-    def draw(self) -> None:
-        """Blend the box, then the text over it, into the bound framebuffer (whole-view viewport)."""
-        ctx, prog = self.ctx, self.prog
-        ctx.enable(moderngl.BLEND)
-        ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA  # the shader writes premultiplied colour
-        self.atlas.use(0)
-        prog["u_box"].value = True
-        self.vao.render(moderngl.TRIANGLES, vertices=6)
-        if self.glyph_count:
-            prog["u_box"].value = False
-            self.vao.render(moderngl.TRIANGLES, vertices=6 * self.glyph_count, first=6)
-        ctx.disable(moderngl.BLEND)
-
-    def release(self) -> None:
-        for obj in (self.vao, self.buf, self.atlas, self.prog):
-            obj.release()
 
 
 class Renderer:
@@ -352,7 +147,7 @@ class Renderer:
         self._consistent = winding_is_consistent(self._all_tris)
         self._cull_face: str | None = None
         self._image_rgba: np.ndarray | None = None  # the camera image converted for upload (reused)
-        self._hud: _HudLayer | None = None
+        self._hud: HudLayer | None = None
         self._read_buf = bytearray(width * height * 4)
         self._create_gl_objects()
 
@@ -442,7 +237,7 @@ class Renderer:
         self.fbo.use()
         ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
         self.fbo.clear(*BACKGROUND_RGB, 1.0, depth=1.0)
-        _gl_flush()
+        gl_flush()
         full = (0, 0, self.width, self.height)
         if options.layout == "side":
             half = self.width // 2
@@ -467,10 +262,10 @@ class Renderer:
                 self._composite_head(full)
             else:
                 self._draw_head(*head, options.wireframe, options.mirror)
-            _gl_flush()  # the head rasterises while the HUD is laid out
+            gl_flush()  # the head rasterises while the HUD is laid out
         if options.show_landmarks and frame.landmarks_px is not None and image_rect is not None:
             self._draw_landmarks(frame.landmarks_px, (image.shape[1], image.shape[0]), image_rect, options.mirror)
-        lines = self._hud_lines(frame, options)
+        lines = hud_lines(options.hud_lines, options.show_hud, frame_status(frame.face_found, frame.source_note))
         if lines:
             hud = self._hud_layer()
             hud.update(lines)
@@ -533,18 +328,9 @@ class Renderer:
         cap /= np.maximum(np.linalg.norm(cap, axis=1, keepdims=True), 1e-12)
         nrm[n:] = cap
 
-    def _hud_lines(self, frame: FrameRecord, options: RenderOptions) -> list[str]:
-        """The HUD's lines for this frame ([] when hidden): the options' lines, plus 'no face' without one."""
-        if not options.show_hud:
-            return []
-        lines = list(options.hud_lines)
-        if not frame.face_found and not any(NO_FACE_LINE in t.lower() for t in lines):
-            lines.append(NO_FACE_LINE)
-        return lines
-
-    def _hud_layer(self) -> _HudLayer:
+    def _hud_layer(self) -> HudLayer:
         if self._hud is None:
-            self._hud = _HudLayer(self.ctx, hud_font(self.height), (self.width, self.height))
+            self._hud = HudLayer(self.ctx, hud_font(self.height), (self.width, self.height))
         return self._hud
 
     def _composite_head(self, full: tuple[int, int, int, int]) -> None:
@@ -632,7 +418,7 @@ class Renderer:
         if self._released:
             raise RuntimeError("read_rgb() on a released Renderer")
         self._activate()
-        _gl_finish()  # wait for the raster threads with the GIL released; the read below is then a copy
+        gl_finish()  # wait for the raster threads with the GIL released; the read below is then a copy
         # RGBA reads are the fast path on Mesa (RGB makes it repack on the CPU); the rows are already
         # top first, so one channel shuffle remains.
         self.fbo.read_into(self._read_buf, components=4, alignment=1)

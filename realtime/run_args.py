@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+from engine.assets import MODELS_DIR
 
 
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     mdl = p.add_argument_group("face model")
     mdl.add_argument("--backend", default="auto",
                      help="inference back-end: auto, tensorrt, tensorrt-rtx, torch-cuda, onnxruntime, torch-cpu")
-    mdl.add_argument("--model", type=Path, default=MODELS / "face_model.pt", help="checkpoint path")
+    mdl.add_argument("--model", type=Path, default=MODELS_DIR / "face_model.pt", help="checkpoint path")
     mdl.add_argument("--decoder-threads", type=int, default=None, metavar="N",
                      help="CPU threads of the decoder (default: 1 while tracking runs on another thread, "
                           "else all cores)")
@@ -57,6 +57,8 @@ def add_smoothing_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    from realtime.osc.formats import formats_help  # the format registry: light (no python-osc import)
+
     out = p.add_argument_group("output")
     out.add_argument("--headless", action="store_true", help="render offscreen (EGL), no window")
     out.add_argument("--no-render", action="store_true", help="skip rendering entirely")
@@ -80,7 +82,7 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--stats", type=Path, metavar="PATH", help="write per-stage timing JSON at exit")
     out.add_argument("--screenshot-dir", type=Path, default=Path("out"), help="where key s saves PNGs")
     out.add_argument("--osc", action="append", default=[], metavar="[FORMAT@]HOST:PORT",
-                     help="stream over OSC (repeatable); FORMAT native (default), faceosc, vmc")
+                     help="stream over OSC (repeatable); " + formats_help())
     out.add_argument("--osc-mtu", type=int, default=1400, help="largest OSC datagram in bytes")
     out.add_argument("--osc-mesh-every", type=int, default=1, metavar="N",
                      help="native OSC: send the dense mesh only in every Nth frame (weights, pose and landmarks "

@@ -18,8 +18,8 @@ keeps the states of all its filters in one flat buffer (12,680 values for a 3,26
 while they run in step (the usual case), updates them all at once: ~0.15 ms a frame on the real clip
 instead of ~0.5–1 ms (2-core CPU; `python -m realtime.smoothing_eval --timing`). The numbers are
 those of the per-filter formulas above, the same float64 operations in the same order (the head
-rotation's matrix ↔ quaternion conversions agree with scipy's to ~1e-15); tests/test_smoothing.py
-compares with a plain reference implementation on the real clip.
+rotation's matrix ↔ quaternion conversions, engine/rotations.py, agree with scipy's to ~1e-15);
+tests/test_smoothing.py compares with a plain reference implementation on the real clip.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from engine.rotations import matrix_from_quaternion, quaternion_from_matrix
 from realtime.record import FrameRecord, HeadPose
 
 # Chosen by realtime/smoothing_eval.py on the demo clip (docs/smoothing.json, README "Smoothing").
@@ -36,13 +37,13 @@ DEFAULT_D_CUTOFF_HZ = 1.0
 MAX_GAP_S = 1.0  # a longer pause between frames restarts the filters
 
 
-def _alpha(cutoff_hz: np.ndarray | float, dt_s: float) -> np.ndarray | float:
+def alpha(cutoff_hz: np.ndarray | float, dt_s: float) -> np.ndarray | float:
     """Smoothing factor of a first-order low-pass at `cutoff_hz` for a step of `dt_s`."""
     return 1.0 / (1.0 + 1.0 / (2.0 * math.pi * np.asarray(cutoff_hz) * dt_s))
 
 
 def _alpha_in_place(cutoff_hz: np.ndarray, dt_s: float) -> None:
-    """`cutoff_hz` (float64 array) ← `_alpha(cutoff_hz, dt_s)`, the same operations in the same order."""
+    """`cutoff_hz` (float64 array) ← `alpha(cutoff_hz, dt_s)`, the same operations in the same order."""
     np.multiply(cutoff_hz, 2.0 * math.pi, out=cutoff_hz)
     np.multiply(cutoff_hz, dt_s, out=cutoff_hz)
     np.divide(1.0, cutoff_hz, out=cutoff_hz)
@@ -56,7 +57,7 @@ def _step_in_place(x: np.ndarray, x_hat: np.ndarray, dx_hat: np.ndarray, dt_s: f
 
     x: the new sample; x_hat / dx_hat: the filtered value and speed (updated); diff / work: scratch
     (`diff` may be `x` itself when the sample may be overwritten); all float64 of one shape. alpha_d:
-    `_alpha(d_cutoff, dt_s)`; beta_scale: β × speed scale, a scalar or per element. No allocation;
+    `alpha(d_cutoff, dt_s)`; beta_scale: β × speed scale, a scalar or per element. No allocation;
     bit for bit the module docstring's formulas.
     """
     np.subtract(x, x_hat, out=diff)                # x − x̂_prev
@@ -107,11 +108,16 @@ class OneEuroFilter:
         self._t: float | None = None
         self._clean = True  # no NaN seen since the reset: the fast path applies
 
+    @property
+    def state(self) -> np.ndarray | None:
+        """The current estimate x̂: the filter's own array, not a copy (read only); None before the first sample."""
+        return self._x
+
     def alpha_d(self, dt_s: float) -> float:
-        """`_alpha(d_cutoff, dt_s)`, cached for the last (dt, d_cutoff): frame intervals repeat."""
+        """`alpha(d_cutoff, dt_s)`, cached for the last (dt, d_cutoff): frame intervals repeat."""
         key = (dt_s, self.d_cutoff)
         if key != self._alpha_d_key:
-            self._alpha_d_key, self._alpha_d = key, _alpha(self.d_cutoff, dt_s)
+            self._alpha_d_key, self._alpha_d = key, alpha(self.d_cutoff, dt_s)
         return self._alpha_d
 
     def _scratch_for(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +151,7 @@ class OneEuroFilter:
         dx = np.where(finite, (x - base) / dt, 0.0)
         edx = self._dx + a_d * (dx - self._dx)
         cutoff = self.min_cutoff + self.beta * self.speed_scale * np.abs(edx)
-        out = base + _alpha(cutoff, dt) * (np.where(finite, x, base) - base)
+        out = base + alpha(cutoff, dt) * (np.where(finite, x, base) - base)
         self._x = np.where(finite, out, prev)
         self._dx = np.where(finite, edx, self._dx)
         self._t = float(t_s)
@@ -187,64 +193,6 @@ class _SharedState:
             if value != self._scales[i]:
                 self.beta_scale[self.slices[i]] = value
                 self._scales[i] = value
-
-
-def quaternion_from_matrix(rotation: np.ndarray) -> np.ndarray:
-    """[4] float64 unit quaternion (x, y, z, w) of a rotation matrix [3,3] (any float dtype).
-
-    Like `scipy.spatial.transform.Rotation.from_matrix(m).as_quat()` (equal to ~1e-15), ~10× faster
-    for one matrix: a slightly non-orthogonal matrix (float32 rounding) is first replaced by its
-    nearest rotation (the orthogonal polar factor, by Newton steps M ← (M + M⁻ᵀ)/2, as scipy's SVD
-    gives it), then converted by the same branch choice as scipy. Raises ValueError if det ≤ 0.
-    """
-    m = np.asarray(rotation, dtype=np.float64).reshape(3, 3).tolist()
-    for _ in range(20):
-        m, change = _polar_step(m)
-        if change < 1e-6:  # quadratic convergence: what is left is < ~change², below 1e-12
-            break
-    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = m
-    tr = m00 + m11 + m22
-    decision = [m00, m11, m22, tr]
-    choice = decision.index(max(decision))
-    if choice == 0:
-        q = [1 - tr + 2 * m00, m10 + m01, m20 + m02, m21 - m12]
-    elif choice == 1:
-        q = [m10 + m01, 1 - tr + 2 * m11, m21 + m12, m02 - m20]
-    elif choice == 2:
-        q = [m20 + m02, m21 + m12, 1 - tr + 2 * m22, m10 - m01]
-    else:
-        q = [m21 - m12, m02 - m20, m10 - m01, 1 + tr]
-    n = math.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3])
-    return np.array([q[0] / n, q[1] / n, q[2] / n, q[3] / n])
-
-
-def _polar_step(m: list[list[float]]) -> tuple[list[list[float]], float]:
-    """One Newton step towards the rotation nearest to the 3×3 `m`: (M + M⁻ᵀ)/2, and the largest
-    element change. M⁻ᵀ is the cofactor matrix over the determinant; det ≤ 0 → ValueError."""
-    (a, b, c), (d, e, f), (g, h, i) = m
-    cof = [[e * i - f * h, f * g - d * i, d * h - e * g],
-           [c * h - b * i, a * i - c * g, b * g - a * h],
-           [b * f - c * e, c * d - a * f, a * e - b * d]]
-    det = a * cof[0][0] + b * cof[0][1] + c * cof[0][2]
-    if not det > 0:
-        raise ValueError(f"not a rotation matrix (determinant {det}): {m}")
-    half_inv = 0.5 / det
-    out = [[0.5 * mv + half_inv * cv for mv, cv in zip(mr, cr)] for mr, cr in zip(m, cof)]
-    change = max(abs(ov - mv) for orow, mrow in zip(out, m) for ov, mv in zip(orow, mrow))
-    return out, change
-
-
-def matrix_from_quaternion(q_xyzw: np.ndarray) -> np.ndarray:
-    """[3,3] float64 rotation matrix of a quaternion (x, y, z, w), normalised first — the formula of
-    `scipy.spatial.transform.Rotation.from_quat(q).as_matrix()`."""
-    x, y, z, w = np.asarray(q_xyzw, dtype=np.float64).tolist()
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    x, y, z, w = x / n, y / n, z / n, w / n
-    x2, y2, z2, w2 = x * x, y * y, z * z, w * w
-    xy, zw, xz, yw, yz, xw = x * y, z * w, x * z, y * w, y * z, x * w
-    return np.array([[x2 - y2 - z2 + w2, 2 * (xy - zw), 2 * (xz + yw)],
-                     [2 * (xy + zw), -x2 + y2 - z2 + w2, 2 * (yz - xw)],
-                     [2 * (xz - yw), 2 * (yz + xw), -x2 - y2 + z2 + w2]])
 
 
 class FrameSmoother:

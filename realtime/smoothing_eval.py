@@ -142,7 +142,8 @@ def measure(min_cutoff: float = DEFAULT_MIN_CUTOFF_HZ, beta: float = DEFAULT_BET
     "sweep": [...], "chosen": {...} (with `sweep`), "track_ms_per_frame"}; units in the keys (mm/s, ms).
     """
     from realtime.sources import VideoSource, demo_clip_path, noisy_still_frames
-    from realtime.tracker import load_tracker_assets, track_frames
+    from realtime.clips import track_frames
+    from realtime.tracker import load_tracker_assets
 
     path = Path(video) if video is not None else demo_clip_path()
     canonical, reference = load_tracker_assets()
@@ -257,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine.errors import UserError
 
     if args.timing:
-        from realtime.osc.measure import real_frames
+        from realtime.clips import real_frames
 
         print(json.dumps(time_smoother(real_frames(120)), indent=2))
         return 0

@@ -59,6 +59,9 @@ class FrameSource(Protocol):
     @property
     def fps(self) -> float: ...
 
+    @property
+    def size(self) -> tuple[int, int]: ...  # (width, height) of the images `read` returns
+
     def read(self) -> SourceFrame | None: ...
 
     def close(self) -> None: ...
@@ -176,6 +179,8 @@ class CameraSource(_SourceBase):
         if self._cap is None:
             raise SourceError(_camera_missing_message(self.index))
         self._fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0) or (fps or DEFAULT_FPS)
+        got = (int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
+        self._size = self.resize or (got if min(got) > 0 else (self.width or 640, self.height or 480))
         self._cond = threading.Condition()
         self._slot: SourceFrame | None = None  # latest frame, guarded by _cond
         self._last_returned = -1
@@ -204,6 +209,11 @@ class CameraSource(_SourceBase):
     @property
     def fps(self) -> float:
         return self._fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) the driver reports for the opened camera (or `resize`)."""
+        return self._size
 
     def _run(self) -> None:
         seq = 0
@@ -277,7 +287,7 @@ class CameraSource(_SourceBase):
         """What `read` returns while the camera is gone: the last image (or black), marked lost."""
         img = self._last_image
         if img is None:
-            w, h = self.resize or (self.width or 640, self.height or 480)
+            w, h = self._size
             img = np.zeros((h, w, 3), np.uint8)
         self._stand_ins += 1
         t = time.perf_counter()
@@ -336,6 +346,7 @@ class VideoSource(_SourceBase):
             self._cap.release()
             raise SourceError(f"video {self.path} has no readable frames (empty or corrupt)")
         self._pending: np.ndarray | None = first
+        self._size = self.resize or (int(first.shape[1]), int(first.shape[0]))
         self._index = 0
         self._t0: float | None = None
         self._closed = False
@@ -353,6 +364,11 @@ class VideoSource(_SourceBase):
     @property
     def fps(self) -> float:
         return self._fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames (the first decoded frame's, or `resize`)."""
+        return self._size
 
     def _next_image(self) -> np.ndarray | None:
         if self._pending is not None:
@@ -435,10 +451,16 @@ class ImageSource(_SourceBase):
                 f"folder {self.path} holds no readable image"
             raise SourceError(what)
         self._current, self._left = first, self.repeat
+        self._size = self.resize or (int(first.shape[1]), int(first.shape[0]))
 
     @property
     def fps(self) -> float:
         return self._fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the first image (or `resize`); later images of another size keep theirs."""
+        return self._size
 
     def _load_next(self) -> np.ndarray | None:
         while self._pos < len(self._files):

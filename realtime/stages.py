@@ -1,20 +1,27 @@
 """The pipeline's stages: small callables that each fill their part of a FrameRecord.
 
-track → decode → smooth → osc → render. Each holds its own resources and reads only the record.
+track → retarget → decode → smooth → osc → export → render. Each holds its own resources and reads
+only the record (docs/architecture.md lists which stage writes which field).
 """
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from engine.geometry import Similarity
-from realtime.record import FrameRecord, HeadPose
+from realtime.record import CanonicalPose, FrameRecord, HeadPose
+
+if TYPE_CHECKING:
+    from realtime.controls import HudState
 
 log = logging.getLogger(__name__)
 
 
-def head_pose_from_canonical(pose: HeadPose, head_from_canonical: Similarity) -> HeadPose:
+def head_pose_from_canonical(pose: CanonicalPose, head_from_canonical: Similarity) -> HeadPose:
     """Re-express a pose of the canonical face frame as a pose of the dense head's frame.
 
     pose: canonical (mm) → camera pose from the tracker; head_from_canonical: the embedding's
@@ -205,3 +212,26 @@ class ExportStage:
         from realtime.take.writer import frame_from_record
 
         self.writer.put(frame_from_record(record))
+
+
+class RenderStage:
+    """Draws the record (offscreen or into the window), writes the recording, shows the HUD."""
+
+    name = "render"
+
+    def __init__(self, renderer, options, hud: HudState, window=None, recorder=None) -> None:
+        self.renderer, self.options, self.hud = renderer, options, hud
+        self.window, self.recorder = window, recorder
+        self.last_bgr: np.ndarray | None = None
+
+    def __call__(self, record: FrameRecord) -> None:
+        t0 = time.perf_counter()
+        self.hud.tick()
+        self.options.hud_lines = self.hud.lines(record)
+        self.renderer.render(record, self.options)
+        if self.window is not None:
+            self.window.present(self.renderer)
+        if self.recorder is not None:
+            self.last_bgr = self.renderer.read_rgb()
+            self.recorder.write(self.last_bgr)
+        self.hud.last_render_ms = (time.perf_counter() - t0) * 1e3

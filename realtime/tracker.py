@@ -20,9 +20,8 @@ import numpy as np
 
 from engine.canonical import CanonicalFace
 from engine.geometry import normalise_landmarks, similarity_procrustes
-from realtime.record import HeadPose
+from realtime.record import CanonicalPose
 
-NUM_LANDMARKS = 478
 NOISY_CALLS = 2  # MediaPipe's native start-up lines come from building the graph and the first frames
 
 
@@ -130,12 +129,12 @@ class TrackResult:
 
     face_found: bool
     landmarks_px: np.ndarray | None = None
-    pose: HeadPose | None = None
+    pose: CanonicalPose | None = None
     landmarks_norm: np.ndarray | None = None
 
 
 def pose_from_landmarks(landmarks_px: np.ndarray, canonical: CanonicalFace, image_size: tuple[int, int],
-                        fov_deg: float = 60.0) -> HeadPose:
+                        fov_deg: float = 60.0) -> CanonicalPose:
     """Weighted similarity Procrustes of the canonical stable points onto the observed ones.
 
     landmarks_px [≥468,3]; image_size (width, height). Rotation maps canonical directions to the
@@ -150,7 +149,7 @@ def pose_from_landmarks(landmarks_px: np.ndarray, canonical: CanonicalFace, imag
     focal = 0.5 * w / math.tan(math.radians(fov_deg) / 2.0)
     depth = focal / sim.scale  # mm
     trans = np.array([(cx - w / 2.0) / sim.scale, -(cy - h / 2.0) / sim.scale, -depth])
-    return HeadPose(rotation=sim.rotation.astype(np.float32), translation_mm=trans.astype(np.float32),
+    return CanonicalPose(rotation=sim.rotation.astype(np.float32), translation_mm=trans.astype(np.float32),
                     scale_px_per_mm=float(sim.scale), center_px=np.array([cx, cy], dtype=np.float32))
 
 
@@ -250,19 +249,3 @@ def load_tracker_assets() -> tuple[CanonicalFace, np.ndarray]:
     canonical = load_canonical()
     reference = reference_landmarks(load_head().vertices, load_embedding())
     return canonical, reference
-
-
-def track_frames(frames, options: TrackerOptions | None = None, canonical: CanonicalFace | None = None,
-                 reference: np.ndarray | None = None) -> list[TrackResult]:
-    """Track a sequence of `SourceFrame`s (realtime.sources) with one fresh tracker, in order.
-
-    options default to VIDEO mode (frames' `timestamp_ms` are used); canonical/reference default
-    to `load_tracker_assets()`. Returns one TrackResult per frame.
-    """
-    options = options or TrackerOptions(running_mode=RunningMode.VIDEO)
-    if canonical is None or reference is None:
-        canonical, reference = load_tracker_assets()
-    video = options.running_mode is RunningMode.VIDEO
-    with FaceTracker.create(options, canonical, reference) as tracker:
-        return [tracker.detect_for_video(f.image, f.timestamp_ms) if video else tracker.detect(f.image)
-                for f in frames]

@@ -17,7 +17,8 @@ import glfw
 import moderngl
 
 from engine.errors import UserError
-from realtime.render import Renderer, fit_rect
+from realtime.render import Renderer
+from realtime.view_transforms import fit_rect
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,11 @@ class Window:
         self._closed = False
         glfw.set_key_callback(handle, self._on_key)
         glfw.set_window_close_callback(handle, self._on_close)
+
+    @property
+    def handle(self):
+        """The GLFW window handle, for code that drives GLFW directly (size, callbacks, should-close)."""
+        return self._handle
 
     @classmethod
     def open(cls, width: int, height: int, title: str = "facemesh-live", *, visible: bool = True) -> "Window":

@@ -126,13 +126,12 @@ def test_bad_osc_target_is_one_line_error(capsys):
 
 
 def test_decoder_threads_follow_the_overlap():
-    from argparse import Namespace
-
     from realtime.app import decoder_threads
+    from realtime.config import ModelConfig
 
-    assert decoder_threads(Namespace(decoder_threads=None, no_overlap=False)) == 1  # the tracker has the other core
-    assert decoder_threads(Namespace(decoder_threads=None, no_overlap=True)) is None  # the back-end's default
-    assert decoder_threads(Namespace(decoder_threads=3, no_overlap=False)) == 3
+    assert decoder_threads(ModelConfig(decoder_threads=None), overlap=True) == 1  # the tracker has the other core
+    assert decoder_threads(ModelConfig(decoder_threads=None), overlap=False) is None  # the back-end's default
+    assert decoder_threads(ModelConfig(decoder_threads=3), overlap=True) == 3
 
 
 def test_serial_run_gives_the_same_frames(tmp_path):

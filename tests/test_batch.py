@@ -210,6 +210,7 @@ def _by_path(out: Path) -> dict[str, dict]:
 
 # ----------------------------------------------------------------------------- 1. the batch = the app, the manifest
 
+@pytest.mark.slow
 def test_batch_weights_equal_the_app_run_of_each_video(suite, batch_run, app_runs):
     entries = _by_path(batch_run)
     for name, app_folder in app_runs.items():
@@ -223,6 +224,7 @@ def test_batch_weights_equal_the_app_run_of_each_video(suite, batch_run, app_run
         assert e["face_found_ratio"] == round(float(found_app.mean()), 4), name
 
 
+@pytest.mark.slow
 def test_batch_manifest_and_take_folders(suite, batch_run, capsys):
     manifest = batch_run / "manifest.jsonl"
     lines = _entries(manifest)
@@ -253,6 +255,7 @@ def test_batch_manifest_and_take_folders(suite, batch_run, capsys):
 
 # ----------------------------------------------------------------------------- 2. resume after a normal end
 
+@pytest.mark.slow
 def test_a_second_run_skips_every_finished_video(suite, batch_run):
     from realtime.batch import run_batch
 
@@ -283,6 +286,7 @@ def _resume_and_check(inputs: list[Path], out: Path, finished: list[dict]) -> No
         assert _take_files(Path(_by_path(out)[path]["take"])) == files, path
 
 
+@pytest.mark.slow
 def test_resume_after_the_driver_is_killed(clips, tmp_path):
     """SIGKILL to the batch's process group (the driver and the Ray it started) while the second video
     is in progress (1 worker; carphone, the longest, goes first): the manifest holds exactly the
@@ -307,8 +311,8 @@ def test_resume_after_the_driver_is_killed(clips, tmp_path):
 
 # ----------------------------------------------------------------------------- 4. Ctrl-C and SIGTERM
 
-@pytest.mark.parametrize("sig, to_group, code", [(signal.SIGINT, True, 130),
-                                                 pytest.param(signal.SIGTERM, False, 143, marks=pytest.mark.slow)],
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, to_group, code", [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)],
                          ids=["ctrl-c-to-the-group", "sigterm-to-the-driver"])
 def test_a_signal_mid_batch_stops_it_with_a_true_manifest(clips, tmp_path, sig, to_group, code):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or SIGTERM (to the driver,

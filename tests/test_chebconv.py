@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.chebconv import (ChebConv, CSROperator, edge_index_from_neighbours, scaled_laplacian_weights,
-                             sparse_from_padded)
-from engine.hierarchy import load_hierarchy, neighbour_lists
+from engine.chebconv import ChebConv, scaled_laplacian_weights
+from engine.hierarchy import load_hierarchy
+from engine.mesh_graph import neighbour_lists
+from engine.pyg_reference import edge_index_from_neighbours
+from engine.sparse_ops import CSROperator, sparse_from_padded
 
 pyg = pytest.importorskip("torch_geometric.nn", reason="torch_geometric not installed")
 

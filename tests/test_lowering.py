@@ -12,8 +12,7 @@ from engine.chebconv import ChebConv
 from engine.checkpoint import CHECKPOINT_PATH, load_face_model
 from engine.errors import CheckpointError
 from engine.hierarchy import load_hierarchy
-from engine.lowering import (Layout, LeanFaceModel, block_operator, chebyshev_operator, laplacian_matrix, lower,
-                             upsample_matrix)
+from engine.lowering import Layout, LeanFaceModel, block_operator, chebyshev_operator, lower
 from engine.model import NUM_LANDMARKS, FaceModel, ModelConfig, UpSample
 
 SMALL = ModelConfig(latent=8, channels=(4, 4, 6, 6, 8), K=3, encoder_hidden=(32,), expression_hidden=16)
@@ -83,7 +82,7 @@ def test_chebyshev_operator_is_the_chebconv(hier):
     x = torch.randn(1, hier.sizes[2], 5, dtype=torch.float64)
     with torch.no_grad():
         ref = conv.double()(up.double()(x))[0].numpy() - conv.bias.numpy()
-    a = chebyshev_operator(laplacian_matrix(conv), conv.K, upsample_matrix(up, hier.sizes[2]))
+    a = chebyshev_operator(conv.laplacian_matrix(), conv.K, up.matrix(hier.sizes[2]))
     theta = conv.weight.detach().double().numpy()  # [K,in,out]
     z = np.einsum("jc,kco->jko", x[0].numpy(), theta).reshape(-1, 4)  # rows j·K + k
     np.testing.assert_allclose(a @ z, ref, atol=2e-6)  # the graph weights are stored in float32

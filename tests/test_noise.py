@@ -8,8 +8,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from engine.errors import CheckpointError
-from engine.noise import (NOISE_PATH, TrackerNoise, depth_gain, load_tracker_noise, measure_tracker_noise,
-                          pose_norm_error, residual_sigma, save_tracker_noise)
+from engine.noise import (NOISE_PATH, TrackerNoise, depth_gain, load_tracker_noise, pose_norm_error, residual_sigma,
+                          save_tracker_noise)
+from realtime.clips import measure_tracker_noise
 from realtime.tracker import load_tracker_assets
 
 

@@ -1,7 +1,6 @@
 """OSC streaming: target parsing, native encoding, real UDP send/receive on 127.0.0.1 (no mocks)."""
 from __future__ import annotations
 
-import functools
 import logging
 import socket
 import threading
@@ -15,6 +14,7 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
+from scipy.spatial.transform import Rotation
 
 from engine.errors import UserError
 from realtime.osc import ARKIT_NAMES, NativeListener, OscSender, OscTarget, Topology, parse_target, run_listener
@@ -22,111 +22,10 @@ from realtime.osc import faceosc, native, vmc
 from realtime.osc.encode import (bundle, chunked, float_array_message, items_per_chunk, message, message_prefix,
                                  one_float_messages, pack_bundles)
 from realtime.osc.names import PERFECT_SYNC, PERFECT_SYNC_NAMES
-from realtime.record import FrameRecord, HeadPose
+from realtime.record import FrameRecord
+from tests.osc_support import Capture, face_record, free_port, head_topology, messages_of, real_records
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
-
-
-# ---------------------------------------------------------------------------------------------- data
-def _rot_y(deg: float) -> np.ndarray:
-    a = np.radians(deg)
-    return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]], np.float32)
-
-
-def face_record(frame_id: int = 0, found: bool = True, yaw_deg: float = 10.0, scale: float = 2.0) -> FrameRecord:
-    """A frame built from the shipped assets: MediaPipe's canonical face as landmarks (projected at
-    `scale` px/mm around (320, 240), iris points at the eye corners), the dense head as vertices."""
-    can = np.load(MODELS / "canonical_face.npz")["vertices"].astype(np.float64)
-    head = np.load(MODELS / "head.npz")
-    rot = _rot_y(yaw_deg)
-    pts = can @ rot.T.astype(np.float64)
-    lm = np.zeros((478, 3), np.float32)
-    lm[:468] = np.stack([320 + scale * pts[:, 0], 240 - scale * pts[:, 1], -scale * pts[:, 2]], axis=1)
-    lm[468:] = lm[[33, 133, 159, 145, 160, 362, 263, 386, 374, 387]]
-    rng = np.random.default_rng(frame_id)
-    pose = HeadPose(rotation=rot, translation_mm=np.array([10.0, -5.0, -600.0], np.float32), scale_px_per_mm=scale,
-                    center_px=np.array([320.0, 240.0], np.float32))
-    verts = head["vertices"] + rng.normal(0, 1.0, head["vertices"].shape).astype(np.float32)
-    return FrameRecord(frame_id=frame_id, t_capture=time.perf_counter(), timestamp_ms=1000 + 33 * frame_id,
-                       face_found=found, landmarks_px=lm if found else None, pose=pose if found else None,
-                       vertices=verts if found else None,
-                       expressions=rng.uniform(0, 1, 52).astype(np.float32) if found else None)
-
-
-def head_topology():
-    head = np.load(MODELS / "head.npz")
-    return head["triangles"], head["uvs"]
-
-
-@functools.lru_cache(maxsize=1)
-def real_records() -> tuple[FrameRecord, ...]:
-    """30 frames of the real demo clip (640×480) through the real tracker and face model (cached for
-    the session; shared with tests/test_smoothing.py)."""
-    from realtime.osc.measure import real_frames
-
-    records = tuple(real_frames(30))
-    assert all(r.face_found for r in records)
-    return records
-
-
-class Capture:
-    """A bare UDP socket on 127.0.0.1 that records every datagram (drained by a joined thread)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.datagrams: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.datagrams.append(self.sock.recv(65536))
-            except (TimeoutError, socket.timeout):
-                continue
-
-    def wait_quiet(self, quiet_s: float = 0.3, max_s: float = 10.0) -> list[bytes]:
-        """Wait until no datagram arrived for `quiet_s`, then stop; returns all datagrams."""
-        t_end = time.perf_counter() + max_s
-        n = -1
-        while time.perf_counter() < t_end and n != len(self.datagrams):
-            n = len(self.datagrams)
-            time.sleep(quiet_s)
-        self.close()
-        return self.datagrams
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-        self.sock.close()
-
-
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def messages_of(datagrams: list[bytes]) -> list[tuple[str, str, list]]:
-    """(address, type tags without ',', params) of every message, bundles unpacked."""
-    out = []
-    for d in datagrams:
-        for timed in OscPacket(d).messages:
-            m = timed.message
-            out.append((m.address, _type_tags(m.dgram), list(m.params)))
-    return out
-
-
-def _type_tags(dgram: bytes) -> str:
-    start = dgram.index(b",", dgram.index(b"\x00"))
-    return dgram[start + 1:dgram.index(b"\x00", start)].decode()
 
 
 # ------------------------------------------------------------------------------------------ targets
@@ -209,6 +108,11 @@ def ref_chunks(address: str, ident: int, arr: np.ndarray, kind: str, mtu: int) -
             for c, rows in ((c, values[c * per:(c + 1) * per]) for c in range(count))]
 
 
+def scipy_quaternion(rotation: np.ndarray) -> np.ndarray:
+    """The reference (x, y, z, w) of a head rotation: scipy's, float32 as sent."""
+    return Rotation.from_matrix(np.asarray(rotation, dtype=np.float64)).as_quat().astype(np.float32)
+
+
 def ref_native(rec: FrameRecord, mtu: int) -> list[bytes]:
     """The native schema of docs/osc.md, every byte written by python-osc's builders."""
     fid, found = rec.frame_id & 0x7FFFFFFF, bool(rec.face_found)
@@ -217,7 +121,7 @@ def ref_native(rec: FrameRecord, mtu: int) -> list[bytes]:
     if found and rec.pose is not None:
         p = rec.pose
         msgs += [ref_message("/face/pose/position", "fff", _f32(p.translation_mm)),
-                 ref_message("/face/pose/quaternion", "ffff", _f32(p.quaternion())),
+                 ref_message("/face/pose/quaternion", "ffff", _f32(scipy_quaternion(p.rotation))),
                  ref_message("/face/pose/matrix", "f" * 16, _f32(p.matrix())),
                  ref_message("/face/pose/euler", "fff", _f32(p.euler_xyz_rad())),
                  ref_message("/face/pose/scale", "f", _f32([p.scale_px_per_mm])),
@@ -255,7 +159,7 @@ def ref_vmc(rec: FrameRecord, time_s: float, mtu: int) -> list[bytes]:
     msgs = [ref_message("/VMC/Ext/OK", "iiii", [1, vmc.CALIBRATED, vmc.NORMAL_MODE, int(found)]),
             ref_message("/VMC/Ext/T", "f", _f32([time_s]))]
     if found:
-        q = vmc.unity_quaternion(rec.pose.quaternion())
+        q = vmc.unity_quaternion(scipy_quaternion(rec.pose.rotation))
         msgs.append(ref_message("/VMC/Ext/Root/Pos", "sfffffff", ["root", *_f32([0, 0, 0, 0, 0, 0, 1])]))
         msgs.append(ref_message("/VMC/Ext/Bone/Pos", "sfffffff", ["Head", *_f32([*vmc.HEAD_LOCAL_POSITION_M, *q])]))
     w = _f32(rec.expressions) if found and rec.expressions is not None else [0.0] * 52

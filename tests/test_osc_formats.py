@@ -10,7 +10,7 @@ from realtime.osc import OscSender, PERFECT_SYNC_NAMES, parse_target
 from realtime.osc.faceosc import FACEOSC_MM_PER_UNIT, encode_faceosc, gestures, orientation
 from realtime.osc.vmc import encode_vmc, unity_quaternion
 from realtime.record import HeadPose
-from tests.test_osc import Capture, _rot_y, face_record, messages_of
+from tests.osc_support import Capture, face_record, messages_of, rot_y
 
 FACEOSC_TAGS = {"/found": "i", "/pose/position": "ff", "/pose/scale": "f", "/pose/orientation": "fff",
                 "/gesture/mouth/width": "f", "/gesture/mouth/height": "f", "/gesture/eyebrow/left": "f",
@@ -114,7 +114,7 @@ def test_vmc_no_face_resets_blendshapes_and_reports_tracking_lost():
 
 
 def test_vmc_head_turn_maps_to_the_avatars_own_side():
-    pose = HeadPose(_rot_y(30.0), np.zeros(3, np.float32), 1.0, np.zeros(2, np.float32))  # turn to the subject's left
+    pose = HeadPose(rot_y(30.0), np.zeros(3, np.float32), 1.0, np.zeros(2, np.float32))  # turn to the subject's left
     x, y, z, w = unity_quaternion(pose.quaternion())
     # rotate Unity's forward (0, 0, 1) by (x, y, z, w): its x component
     fwd_x = 2 * (x * z + w * y)

@@ -15,8 +15,9 @@ from realtime.recorder import Recorder
 from realtime.hud_font import HUD_FONT, hud_box_size, hud_font, layout_hud, rect_triangles
 from realtime.mesh_geometry import (VertexNormals, boundary_loops, hole_caps, incident_face_slots, signed_volume,
                                     unique_edges, vertex_normals, winding_is_consistent)
-from realtime.render import (BACKGROUND_RGB, HUD_BOX_ALPHA, WIRE_RGB, RenderOptions, Renderer, fit_rect, flip_clip_y,
-                             image_to_ndc, overlay_transform, side_transform)
+from realtime.hud import HUD_BOX_ALPHA
+from realtime.render import BACKGROUND_RGB, WIRE_RGB, RenderOptions, Renderer
+from realtime.view_transforms import fit_rect, flip_clip_y, image_to_ndc, overlay_transform, side_transform
 
 ROOT = Path(__file__).resolve().parent.parent
 W, H = 320, 240

@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from realtime.record import FrameRecord, HeadPose
-from realtime.smoothing import (MAX_GAP_S, FrameSmoother, OneEuroFilter, _alpha, matrix_from_quaternion,
+from realtime.smoothing import (MAX_GAP_S, FrameSmoother, OneEuroFilter, alpha, matrix_from_quaternion,
                                 quaternion_from_matrix)
 
 FPS = 30.0
@@ -30,8 +30,8 @@ def test_first_sample_passes_and_one_step_matches_the_formula():
     assert f(np.array([1.0]), 0.0)[0] == 1.0
     dt = 0.1
     y = f(np.array([3.0]), dt)[0]
-    edx = _alpha(1.0, dt) * (3.0 - 1.0) / dt
-    a = _alpha(2.0 + 0.1 * edx, dt)
+    edx = alpha(1.0, dt) * (3.0 - 1.0) / dt
+    a = alpha(2.0 + 0.1 * edx, dt)
     assert y == pytest.approx(1.0 + a * 2.0, rel=1e-12)
 
 
@@ -55,7 +55,7 @@ def test_ramp_lag_is_bounded_and_shrinks_with_beta():
     # beta = 0: a plain exponential low-pass at min_cutoff; its steady-state lag on a ramp is
     # dt·(1 − α)/α, which tends to τ = 1/(2π fc) as dt → 0
     dt = 1 / FPS
-    a = _alpha(1.0, dt)
+    a = alpha(1.0, dt)
     assert _ramp_lag_s(0.0) == pytest.approx(dt * (1 - a) / a, rel=1e-3)
     lags = [_ramp_lag_s(b) for b in (0.0, 0.01, 0.05, 0.2)]
     assert all(l2 < l1 for l1, l2 in zip(lags, lags[1:]))
@@ -306,7 +306,7 @@ def _assert_same_outputs(a: FrameRecord, b: FrameRecord, where: str) -> None:
 def _real_sequence(edits: bool) -> list[FrameRecord]:
     """The real clip's records (tracked + decoded), 3 times over (10 s apart: a restart each time);
     with `edits`, also every case the smoother branches on, at fixed frames."""
-    from tests.test_osc import real_records
+    from tests.osc_support import real_records
 
     base = real_records()
     seq = [replace(r, frame_id=i, timestamp_ms=r.timestamp_ms + k * 10_000)
@@ -347,9 +347,9 @@ def test_frame_smoother_matches_a_plain_one_euro_on_the_real_clip(edits):
         ref(b)
         _assert_same_outputs(a, b, f"frame {i}")
     # the fused path did the work: every filter's state is a view of one shared buffer
-    bases = {id(f._x.base) for f in fast.filters.values()}
-    assert len(bases) == 1 and next(iter(fast.filters.values()))._x.base.size == sum(
-        f._x.size for f in fast.filters.values())
+    bases = {id(f.state.base) for f in fast.filters.values()}
+    assert len(bases) == 1 and next(iter(fast.filters.values())).state.base.size == sum(
+        f.state.size for f in fast.filters.values())
 
 
 def test_frame_smoother_follows_parameter_changes_and_leaves_inputs_alone():

@@ -242,6 +242,7 @@ def _unplug_and_watch(seconds: float) -> dict:
                 if back_at is not None else None, "reconnects": cam.reconnects}
 
 
+@pytest.mark.slow
 def test_camera_unplugged_for_2_s_keeps_the_view_alive_and_resumes_within_a_second():
     r = _unplug_and_watch(2.0)
     assert r["lost"] == {CameraSource.LOST_MESSAGE}

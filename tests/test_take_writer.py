@@ -145,6 +145,7 @@ def _wait_for_parts(folder: Path, proc: subprocess.Popen, parts: int, timeout: f
     pytest.fail("no chunks written in time")
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_every_file(tmp_path):
     folder = tmp_path / "term"
     proc = _start_export(folder)  # paced at the clip's 30 FPS: still running after 2 chunks
@@ -162,6 +163,7 @@ def test_sigterm_finishes_every_file(tmp_path):
     assert read_pc2(lay.pc2)[0].shape[0] == n
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_readable_files_and_export_take_rebuilds(tmp_path, capsys):
     folder = tmp_path / "kill"
     proc = _start_export(folder)

@@ -10,9 +10,9 @@ import torch
 from engine.checkpoint import load_face_model
 from engine.errors import UserError
 from engine.hierarchy import load_hierarchy
+from engine.mesh_graph import unique_edges
 from engine.model import ModelConfig
-from engine.train import (HeadData, Loss, TrainConfig, build_model, edges_of, euclid_mean, l1_mean, make_pool,
-                          train)
+from engine.train import HeadData, Loss, TrainConfig, build_model, euclid_mean, l1_mean, make_pool, train
 
 TINY = ModelConfig(latent=8, channels=(4, 4, 4, 4, 8), K=2, encoder_hidden=(32,), expression_hidden=16)
 
@@ -68,7 +68,7 @@ def test_loss_equals_the_documented_formula(setup, vertex_loss):
         l_v = (torch.linalg.vector_norm(d, dim=-1, keepdim=True) * w / w.mean()).mean()
     else:
         l_v = (d.abs() * w / w.mean()).mean()
-    e = torch.from_numpy(edges_of(data.head.triangles)).long()
+    e = torch.from_numpy(unique_edges(data.head.triangles)).long()
     l_edge = (d[:, e[:, 0]] - d[:, e[:, 1]]).abs().mean()
     want = l_v + 2.5 * l_edge + 7.0 * torch.nn.functional.binary_cross_entropy(pe, exprs)
     assert torch.allclose(parts["vert_l1_mm"], l_v, rtol=1e-5) and torch.allclose(parts["edge_l1_mm"], l_edge, rtol=1e-5)

@@ -86,7 +86,7 @@ def test_window_shows_the_rendered_view(window, frame):
 
 def test_resized_window_is_letterboxed(window, frame):
     record, faces = frame
-    glfw.set_window_size(window._handle, 2 * W, H)
+    glfw.set_window_size(window.handle, 2 * W, H)
     deadline = time.perf_counter() + 5.0
     while window.framebuffer_size != (2 * W, H) and time.perf_counter() < deadline:
         window.poll()
@@ -107,15 +107,15 @@ def test_resized_window_is_letterboxed(window, frame):
 
 
 def test_keys_become_actions_through_the_registered_callback(window):
-    callback = glfw.set_key_callback(window._handle, None)  # returns the one the window registered
-    glfw.set_key_callback(window._handle, callback)
+    callback = glfw.set_key_callback(window.handle, None)  # returns the one the window registered
+    glfw.set_key_callback(window.handle, callback)
     assert callback is not None
     presses = [glfw.KEY_W, glfw.KEY_M, glfw.KEY_C, glfw.KEY_S, glfw.KEY_SPACE, glfw.KEY_H, glfw.KEY_Q, glfw.KEY_ESCAPE]
     for key in presses:
-        callback(window._handle, key, 0, glfw.PRESS, 0)
-    callback(window._handle, glfw.KEY_W, 0, glfw.RELEASE, 0)  # releases and repeats do nothing
-    callback(window._handle, glfw.KEY_W, 0, glfw.REPEAT, 0)
-    callback(window._handle, glfw.KEY_Z, 0, glfw.PRESS, 0)  # unmapped key
+        callback(window.handle, key, 0, glfw.PRESS, 0)
+    callback(window.handle, glfw.KEY_W, 0, glfw.RELEASE, 0)  # releases and repeats do nothing
+    callback(window.handle, glfw.KEY_W, 0, glfw.REPEAT, 0)
+    callback(window.handle, glfw.KEY_Z, 0, glfw.PRESS, 0)  # unmapped key
     assert window.poll() == [Action.TOGGLE_WIREFRAME, Action.TOGGLE_MIRROR, Action.CALIBRATE, Action.SCREENSHOT,
                              Action.PAUSE, Action.HELP, Action.QUIT, Action.QUIT]
     assert window.poll() == []
@@ -127,7 +127,7 @@ def test_close_button_quits_once_and_close_is_idempotent(xvfb_display, monkeypat
     win = Window.open(W, H)
     try:
         assert win.poll() == []
-        glfw.set_window_should_close(win._handle, True)
+        glfw.set_window_should_close(win.handle, True)
         assert win.poll() == [Action.QUIT]
         assert win.poll() == []
     finally:

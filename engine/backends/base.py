@@ -7,9 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-NUM_LANDMARKS = 468
-NUM_EXPRESSIONS = 52
-MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+from engine.assets import MODELS_DIR, NUM_LANDMARKS
+
 ENGINE_CACHE_DIR = MODELS_DIR / "engine_cache"
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.backends.base import NUM_EXPRESSIONS, NUM_LANDMARKS, BackendConfig, as_landmark_batch
+from engine.assets import NUM_EXPRESSIONS, NUM_LANDMARKS
+from engine.backends.base import BackendConfig, as_landmark_batch
 from engine.errors import BackendUnavailable
 
 INSTALL = "pip install onnxruntime==1.31.1"

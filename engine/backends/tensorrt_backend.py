@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.assets import NUM_EXPRESSIONS, NUM_LANDMARKS
 from engine.backends import trt_api
-from engine.backends.base import NUM_EXPRESSIONS, NUM_LANDMARKS, BackendConfig, as_landmark_batch
+from engine.backends.base import BackendConfig, as_landmark_batch
 from engine.errors import BackendUnavailable
 
 log = logging.getLogger("facemesh.tensorrt")

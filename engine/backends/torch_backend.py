@@ -15,7 +15,8 @@ import os
 import numpy as np
 import torch
 
-from engine.backends.base import NUM_EXPRESSIONS, NUM_LANDMARKS, BackendConfig, as_landmark_batch
+from engine.assets import NUM_EXPRESSIONS, NUM_LANDMARKS
+from engine.backends.base import BackendConfig, as_landmark_batch
 from engine.errors import BackendUnavailable
 
 MAX_GRAPHS = 8  # distinct batch sizes kept as captured graphs (each holds its own static buffers)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.backends.base import NUM_LANDMARKS, BackendConfig, as_landmark_batch
+from engine.assets import NUM_LANDMARKS
+from engine.backends.base import BackendConfig, as_landmark_batch
 from engine.errors import BackendUnavailable
 
 log = logging.getLogger("facemesh.tensorrt_rtx")

@@ -2,7 +2,7 @@
 
 Reports, per frame, the caller's `send()` time (copy + enqueue) and the sender thread's encode+send
 time, for face frames sent to a local UDP sink: synthetic ones (V vertices, 478 landmarks) or, with
-`--real`, the real demo clip through the app's tracking and decoding stages (`real_frames`).
+`--real`, the real demo clip through the app's tracking and decoding stages (`realtime.clips.real_frames`).
 """
 from __future__ import annotations
 
@@ -58,44 +58,12 @@ def synthetic_frame(frame_id: int, n_vertices: int, rng: np.random.Generator) ->
                        expressions=rng.uniform(0, 1, 52).astype(np.float32))
 
 
-def real_frames(count: int = 120, size: tuple[int, int] | None = (640, 480),
-                backend: str = "onnxruntime") -> list[FrameRecord]:
-    """The first `count` frames of the real demo clip (looped when longer than its 120 frames),
-    resized to `size` (W, H), through the app's track and decode stages (MediaPipe tracker, the
-    shipped face model on `backend`): FrameRecords as the smoothing and OSC stages receive them,
-    without the image. Landmarks [478,3] px, vertices [3260,3] mm, expressions [52], head pose."""
-    from engine.backends import create_backend
-    from engine.embedding import load_embedding
-    from engine.headspace import load_head
-    from realtime.sources import open_source
-    from realtime.stages import DecodeStage, TrackStage
-    from realtime.tracker import FaceTracker, TrackerOptions, load_tracker_assets
-
-    canonical, reference = load_tracker_assets()
-    head, emb = load_head(), load_embedding()
-    records = []
-    model = create_backend(backend, threads=1)
-    try:
-        with FaceTracker.create(TrackerOptions(), canonical, reference) as tracker, \
-                open_source(demo=True, realtime=False, resize=size, loop_to=count) as source:
-            stages = [TrackStage(tracker, emb.head_from_canonical()),
-                      DecodeStage(model, head.vertices, head.expression_targets)]
-            for frame in source:
-                rec = FrameRecord(frame_id=frame.index, t_capture=frame.t_capture, timestamp_ms=frame.timestamp_ms,
-                                  image=frame.image)
-                for stage in stages:
-                    stage(rec)
-                rec.image = None
-                records.append(rec)
-    finally:
-        getattr(model, "close", lambda: None)()
-    return records
-
-
 def measure(frames: int, n_vertices: int, mtu: int, formats: list[str], fps: float, real: bool = False) -> dict:
     """Send `frames` frames at `fps` (synthetic with `n_vertices`, or the real clip's with `real`);
     returns caller and thread medians / p95 in ms, datagrams and bytes per frame."""
     if real:
+        from realtime.clips import real_frames
+
         recs = real_frames(frames)
         n_vertices = len(recs[0].vertices)
     else:

@@ -8,7 +8,6 @@ It also answers `/face/topology/request` datagrams sent back to a native destina
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import socket
 import threading
@@ -21,10 +20,9 @@ import numpy as np
 from pythonosc.osc_message import OscMessage
 
 from engine.errors import UserError
-from realtime.osc.faceosc import encode_faceosc
-from realtime.osc.native import ADDR_TOPO_REQUEST, Topology, encode_frame, encode_topology
+from realtime.osc.formats import FORMATS, EncodeOptions, OscFormat
+from realtime.osc.native import ADDR_TOPO_REQUEST, Topology, encode_topology
 from realtime.osc.targets import OscTarget
-from realtime.osc.vmc import encode_vmc
 from realtime.record import FrameRecord, HeadPose
 
 log = logging.getLogger(__name__)
@@ -66,6 +64,10 @@ class _Destination:
     sock: socket.socket
     warned: bool = False
     connected: bool = False
+
+    @property
+    def format(self) -> OscFormat:
+        return FORMATS[self.target.format]
 
 
 def _resolve(target: OscTarget) -> tuple[int, tuple]:
@@ -144,6 +146,9 @@ class OscSender:
         self.topology_interval_s = float(topology_interval_s)
         self.stats = SenderStats()
         self.error: BaseException | None = None
+        unknown = [str(t) for t in targets if t.format not in FORMATS]
+        if unknown:
+            raise ValueError(f"unknown OSC format in {', '.join(unknown)}; registered: {', '.join(FORMATS)}")
         resolved = [(target, *_resolve(target)) for target in targets]  # UserError before any socket exists
         self._dests: list[_Destination] = []
         for target, family, sockaddr in resolved:
@@ -164,11 +169,15 @@ class OscSender:
         self._cond = threading.Condition()
         self._closing = False
         self._closed = False
-        self._topology_due: set[int] = {i for i, d in enumerate(self._dests) if d.target.format == "native"}
+        self._topology_due: set[int] = self._topology_destinations()
         self._topology_bytes: list[bytes] | None = None
         self._t0 = self._last_topology = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name="osc-sender", daemon=True)
         self._thread.start()
+
+    def _topology_destinations(self) -> set[int]:
+        """Indices of the destinations whose format takes the mesh topology (`needs_topology`)."""
+        return {i for i, d in enumerate(self._dests) if d.format.needs_topology}
 
     @property
     def targets(self) -> list[OscTarget]:
@@ -193,9 +202,9 @@ class OscSender:
             self._cond.notify()
 
     def request_topology(self) -> None:
-        """Send the topology again to every native destination (on the sender thread)."""
+        """Send the topology again to every destination that takes it (native; on the sender thread)."""
         with self._cond:
-            self._topology_due.update(i for i, d in enumerate(self._dests) if d.target.format == "native")
+            self._topology_due.update(self._topology_destinations())
             self._cond.notify()
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -251,7 +260,7 @@ class OscSender:
         self._poll_requests(due)
         if self.topology is not None and self.topology_interval_s > 0 and \
                 time.perf_counter() - self._last_topology >= self.topology_interval_s:
-            due |= {i for i, d in enumerate(self._dests) if d.target.format == "native"}
+            due |= self._topology_destinations()
         if due and self.topology is not None:
             self._send_topology(due)
             self._last_topology = time.perf_counter()
@@ -261,7 +270,8 @@ class OscSender:
 
     def _poll_requests(self, due: set[int]) -> None:
         """Drain every socket (at most `POLL_MAX` datagrams each per frame, so a flood cannot stall
-        the thread); a native destination's own topology request is honoured, anything else dropped."""
+        the thread); a topology-taking (native) destination's own topology request is honoured,
+        anything else dropped."""
         for i, d in enumerate(self._dests):
             for _ in range(POLL_MAX):
                 try:
@@ -270,7 +280,7 @@ class OscSender:
                     break
                 except OSError:  # e.g. ICMP port unreachable reported on this socket
                     break
-                if d.target.format == "native" and _is_topology_request(data) and \
+                if d.format.needs_topology and _is_topology_request(data) and \
                         (d.connected or peer[:2] == d.sockaddr[:2]):
                     due.add(i)
                     continue
@@ -289,12 +299,13 @@ class OscSender:
     def _send_frame(self, rec: FrameRecord) -> None:
         t0 = time.perf_counter()
         encoded: dict[str, list[bytes]] = {}
+        options = EncodeOptions(self.mtu, faceosc_raw=self.faceosc_raw, mesh_every=self.mesh_every)
         try:
             for d in self._dests:
-                fmt = d.target.format
-                if fmt not in encoded:
-                    encoded[fmt] = self._encode(fmt, rec)
-                self._send_all(d, encoded[fmt])
+                fmt = d.format
+                if fmt.name not in encoded:
+                    encoded[fmt.name] = fmt.encode(rec, options, time.perf_counter() - self._t0)
+                self._send_all(d, encoded[fmt.name])
         except (ValueError, TypeError, OverflowError) as exc:  # malformed record: keep the app running
             if self.error is None:
                 log.error("OSC: cannot encode frame %d: %s", rec.frame_id, exc)
@@ -302,17 +313,6 @@ class OscSender:
             return
         self.stats.frames += 1
         self.stats.thread_ms.append((time.perf_counter() - t0) * 1e3)
-
-    def _encode(self, fmt: str, rec: FrameRecord) -> list[bytes]:
-        if fmt == "native":
-            if self.mesh_every > 1 and rec.frame_id % self.mesh_every and rec.vertices is not None:
-                rec = dataclasses.replace(rec, vertices=None)
-            return encode_frame(rec, self.mtu)
-        if fmt == "faceosc":
-            return encode_faceosc(rec, self.mtu, raw=self.faceosc_raw)
-        if fmt == "vmc":
-            return encode_vmc(rec, time.perf_counter() - self._t0, self.mtu)
-        raise ValueError(f"unknown OSC format {fmt!r}")
 
     def _send_all(self, d: _Destination, datagrams: list[bytes]) -> None:
         sock, addr = d.sock, d.sockaddr

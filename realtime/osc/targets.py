@@ -5,12 +5,13 @@ import re
 from dataclasses import dataclass
 
 from engine.errors import UserError
+from realtime.osc.formats import DEFAULT_FORMAT, EXAMPLE_FORMAT, FORMATS, format_names
 
-DEFAULT_PORTS: dict[str, int] = {"native": 9000, "faceosc": 8338, "vmc": 39539}
-"""Each format's conventional port: ours, FaceOSC's, the VMC protocol's Marionette port."""
+DEFAULT_PORTS: dict[str, int] = {name: f.default_port for name, f in FORMATS.items()}
+"""Each format's conventional port (from `FORMATS`): ours, FaceOSC's, the VMC protocol's Marionette port."""
 
-ACCEPTED_FORM = ("[FORMAT@]HOST:PORT, FORMAT@HOST or FORMAT alone (FORMAT one of native, faceosc, vmc; "
-                 "e.g. faceosc@127.0.0.1:8338)")
+ACCEPTED_FORM = (f"[FORMAT@]HOST:PORT, FORMAT@HOST or FORMAT alone (FORMAT one of {format_names()}; "
+                 f"e.g. {EXAMPLE_FORMAT}@127.0.0.1:{FORMATS[EXAMPLE_FORMAT].default_port})")
 
 # FORMAT@ (optional), then a bracketed IPv6 address or a host without ':' / '@' / spaces, then :PORT.
 _PATTERN = re.compile(r"^(?:(?P<fmt>[A-Za-z]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:@\[\]]+)(?::(?P<port>\d{1,5}))?$")
@@ -18,8 +19,8 @@ _PATTERN = re.compile(r"^(?:(?P<fmt>[A-Za-z]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^\
 
 @dataclass(frozen=True)
 class OscTarget:
-    """One OSC destination. format: 'native' | 'faceosc' | 'vmc'; host: name or address (no
-    brackets); port: UDP port 1..65535."""
+    """One OSC destination. format: a name in `FORMATS` ('native' | 'faceosc' | 'vmc'); host: name or
+    address (no brackets); port: UDP port 1..65535."""
 
     format: str
     host: str
@@ -35,18 +36,18 @@ def parse_target(text: str) -> OscTarget:
     `[FORMAT@]HOST:PORT`, `FORMAT@HOST` (the format's default port) or a bare `FORMAT`
     (127.0.0.1 and the default port)."""
     value = text.strip()
-    if value.lower() in DEFAULT_PORTS:
+    if value.lower() in FORMATS:
         fmt = value.lower()
-        return OscTarget(fmt, "127.0.0.1", DEFAULT_PORTS[fmt])
+        return OscTarget(fmt, "127.0.0.1", FORMATS[fmt].default_port)
     m = _PATTERN.match(value)
     if m is None:
         raise UserError(f"cannot parse --osc {text!r}: expected {ACCEPTED_FORM}")
-    fmt = (m.group("fmt") or "native").lower()
-    if fmt not in DEFAULT_PORTS:
+    fmt = (m.group("fmt") or DEFAULT_FORMAT).lower()
+    if fmt not in FORMATS:
         raise UserError(f"unknown OSC format {m.group('fmt')!r} in --osc {text!r}: expected {ACCEPTED_FORM}")
     if m.group("port") is None and m.group("fmt") is None:
         raise UserError(f"--osc {text!r} has no port: expected {ACCEPTED_FORM}")
-    port = int(m.group("port")) if m.group("port") is not None else DEFAULT_PORTS[fmt]
+    port = int(m.group("port")) if m.group("port") is not None else FORMATS[fmt].default_port
     if not 1 <= port <= 65535:
         raise UserError(f"port {port} in --osc {text!r} is out of range 1..65535: expected {ACCEPTED_FORM}")
     return OscTarget(fmt, m.group("host").strip("[]"), port)

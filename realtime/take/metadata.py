@@ -44,17 +44,6 @@ def _pyproject_version() -> str:
     return ""
 
 
-def describe_source(camera=None, video=None, images=None, demo: bool = False) -> dict:
-    """{"kind": camera|video|images|demo, "path" or "index"} of the run's source."""
-    if camera is not None:
-        return {"kind": "camera", "index": camera}
-    if video is not None:
-        return {"kind": "video", "path": str(Path(video).resolve())}
-    if images is not None:
-        return {"kind": "images", "path": str(Path(images).resolve())}
-    return {"kind": "demo"} if demo else {"kind": "unknown"}
-
-
 def run_metadata(*, model_path, backend: str, source: dict, options: dict, argv: list[str] | None = None) -> dict:
     """The json's "run" facts: versions, model file and hash, back-end, source, options, command line
     (`argv`, default this process's arguments)."""

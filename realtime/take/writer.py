@@ -45,7 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.assets import NUM_LANDMARKS, TRACKER_LANDMARKS
 from engine.errors import UserError
+from engine.rotations import quaternion_from_matrix, yaw_pitch_roll
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,6 @@ CHUNK_FRAMES = 30  # a chunk a second at 30 FPS: the most a hard kill can lose
 QUEUE_FRAMES = 256  # frames in flight to the writer thread (~8 s at 30 FPS) before `put` waits
 PER_FRAME = ("frame_id", "t_s", "timestamp_ms", "face_found", "rotation", "translation_mm", "head_ypr_rad",
              "landmarks_px", "landmarks_norm", "weights", "vertices")
-NUM_TRACKED = 478
-NUM_NORM = 468
 
 
 @dataclass
@@ -90,24 +90,6 @@ def frame_from_record(record) -> TakeFrame:
                      landmarks_norm=cp(record.landmarks_norm) if ok else None,
                      weights=cp(record.expressions) if ok else None,
                      vertices=cp(record.vertices) if ok else None)
-
-
-def yaw_pitch_roll(rotation: np.ndarray) -> np.ndarray:
-    """[3] float32 (yaw, pitch, roll) radians of a head → camera rotation [3,3], R = Rz(roll)·Ry(yaw)·Rx(pitch)
-    in the camera frame (x right, y up, z towards the viewer): yaw > 0 turns the face towards image right
-    (the subject's own left in an unmirrored image), pitch > 0 tips it up, roll > 0 tilts it anticlockwise."""
-    r = np.asarray(rotation, dtype=np.float64)
-    yaw = math.asin(max(-1.0, min(1.0, -r[2, 0])))
-    pitch = math.atan2(r[2, 1], r[2, 2])
-    roll = math.atan2(r[1, 0], r[0, 0])
-    return np.array([yaw, pitch, roll], dtype=np.float32)
-
-
-def quaternion_xyzw(rotation: np.ndarray) -> np.ndarray:
-    """[4] float32 unit quaternion (x, y, z, w) of a rotation matrix [3,3] (scipy's convention)."""
-    from realtime.smoothing import quaternion_from_matrix
-
-    return np.asarray(quaternion_from_matrix(np.asarray(rotation, dtype=np.float64)), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -251,8 +233,8 @@ class _Chunk:
         r["rotation"].append(f.rotation if f.face_found else np.full((3, 3), nan))
         r["translation_mm"].append(f.translation_mm if f.face_found else np.full(3, nan))
         r["head_ypr_rad"].append(ypr if f.face_found else np.full(3, nan))
-        r["landmarks_px"].append(f.landmarks_px if f.face_found else np.full((NUM_TRACKED, 3), nan))
-        r["landmarks_norm"].append(f.landmarks_norm if f.face_found else np.full((NUM_NORM, 3), nan))
+        r["landmarks_px"].append(f.landmarks_px if f.face_found else np.full((TRACKER_LANDMARKS, 3), nan))
+        r["landmarks_norm"].append(f.landmarks_norm if f.face_found else np.full((NUM_LANDMARKS, 3), nan))
         r["weights"].append(f.weights if f.face_found else np.full(num_weights, nan))
         r["vertices"].append(f.vertices if f.face_found else np.full((num_vertices, 3), nan))
 
@@ -433,7 +415,8 @@ def finish_take(layout: TakeLayout, topo: TakeTopology, metadata: dict | None = 
         _rewrite_streams(layout, topo, data, fps, float(meta.get("start_seconds", 0.0)))
     rest = identity_rest(data, topo)
     rot = _held(np.nan_to_num(data["rotation"]), found, np.eye(3, dtype=np.float32))
-    quats = np.stack([quaternion_xyzw(r) for r in rot]) if n else np.zeros((0, 4), np.float32)
+    quats = (np.stack([quaternion_from_matrix(r).astype(np.float32) for r in rot]) if n
+             else np.zeros((0, 4), np.float32))
     write_glb(layout.glb, rest, topo.triangles, topo.uvs, topo.expression_targets, topo.expression_names,
               data["t_s"].astype(np.float32), np.clip(weights, 0.0, 1.0), quats)
     _atomic_savez(layout.npz, **{**data, "vertices": data["vertices"].astype(np.float16)},
