@@ -15,11 +15,12 @@ import numpy as np
 
 from engine.expressions import EXPRESSION_NAMES
 from engine.real_metrics import clip_metrics, load_labels
-from engine.retarget import Retargeter
+from engine.retarget import RESPONSE, Retargeter
 from realtime import realdata
 from realtime.real_eval import _moved, stream_weights, summarise
 
 NONE = np.array([], dtype=int)
+FIRST_RESPONSE = {"eyeBlinkLeft": 0.4, "eyeBlinkRight": 0.4, "mouthSmileLeft": 0.55, "mouthSmileRight": 0.55}
 # name, Retargeter/solver settings, weights from ("solver" | "head" | "direct"), calibrate
 VARIANTS: tuple[tuple[str, dict, str, bool], ...] = (
     ("direct: decoder on raw landmarks (main before #12)", {}, "direct", False),
@@ -31,7 +32,10 @@ VARIANTS: tuple[tuple[str, dict, str, bool], ...] = (
      solver=dict(response={}, sparsity=0.0, secondary=0.0, primary=0.0)), "solver", False),
     ("+ sparsity (primary 0, others 0.03, secondary 0.15)", dict(residual=False, zone=0.0,
      solver=dict(response={})), "solver", False),
-    ("+ tracker response gains (blink 0.4, smile 0.55)", dict(residual=False, zone=0.0), "solver", False),
+    ("+ tracker response gains (blink 0.4, smile 0.55: the first choice)", dict(residual=False, zone=0.0,
+     solver=dict(response=FIRST_RESPONSE)), "solver", False),
+    (f"+ tracker response gains (blink {RESPONSE['eyeBlinkLeft']:g}, smile {RESPONSE['mouthSmileLeft']:g}: shipped)",
+     dict(residual=False, zone=0.0), "solver", False),
     ("+ dead zone 0.1 on non-primary units", dict(residual=False), "solver", False),
     ("+ residual to the decoder (shipped)", {}, "solver", False),
     ("shipped, weights from the decoder's head instead", {}, "head", False),

