@@ -438,8 +438,23 @@ def validate_batch_args(args: argparse.Namespace) -> None:
     _number("--workers", args.workers, 1, 4096)
     _number("--cpus-per-worker", args.cpus_per_worker, above=0, hi=1024)
     validate_run_args(argparse.Namespace(**{k: getattr(args, k) for k in RUN_OPTIONS}))
-    if args.ray_address is not None and args.ray_address != "auto" and ":" not in args.ray_address:
-        raise UserError(f"--ray-address {args.ray_address!r} is not auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    if args.ray_address is not None and args.ray_address != "auto":
+        check_ray_address(args.ray_address)
+
+
+def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
+    """UserError unless `address` is HOST:PORT and something accepts a TCP connection there (Ray's
+    own join waits minutes for a cluster that is not there)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--ray-address {address!r} is not auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one there with "
+                        f"`ray start --head --port={port}`, or leave --ray-address out for a local run") from None
 
 
 def main_batch(args: argparse.Namespace) -> int:

@@ -147,6 +147,12 @@ def check_take_folder(path: Path, overwrite: bool, option: str = "--export") -> 
         raise UserError(f"folder {parent} for {option} does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK) or (p.is_dir() and not os.access(p, os.W_OK | os.X_OK)):
         raise UserError(f"{option} {p} cannot be written (permission denied); choose another place")
+    try:  # the real test (root passes os.access everywhere; /proc, read-only mounts, full disks do not)
+        import tempfile
+
+        os.rmdir(tempfile.mkdtemp(prefix=".facemesh-probe-", dir=parent))
+    except OSError as exc:
+        raise UserError(f"{option} {p} cannot be written ({exc.strerror or exc}); choose another place") from None
     return p
 
 
