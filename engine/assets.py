@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,3 +54,12 @@ def load_npz_asset(path: Path, build: Callable[[np.lib.npyio.NpzFile], T], fix: 
     with asset_errors(path, fix):
         with np.load(path, allow_pickle=False) as z:
             return build(z)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

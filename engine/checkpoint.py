@@ -9,7 +9,6 @@ reason and the fix (`python main.py train`).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import zipfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from engine.assets import MODELS_DIR
+from engine.assets import MODELS_DIR, sha256_file
 from engine.errors import CheckpointError
 from engine.hierarchy import HIERARCHY_PATH, MeshHierarchy, load_hierarchy
 from engine.model import FaceModel, ModelConfig
@@ -26,15 +25,6 @@ from engine.model import FaceModel, ModelConfig
 FORMAT_VERSION = 2
 CHECKPOINT_PATH = MODELS_DIR / "face_model.pt"
 REBUILD = "rebuild it with `python main.py train`"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def hash_path(path: Path) -> Path:

@@ -133,7 +133,7 @@ def tracked(name: str, resize: float = 1.0, cache: Path = CACHE_DIR, max_frames:
         raise UserError(f"real input {name} ({path}) is missing; fetch it with `python main.py eval --real --fetch`")
     import mediapipe
 
-    from engine.checkpoint import sha256_file
+    from engine.assets import sha256_file
 
     key = json.dumps({"sha256": sha256_file(path), "resize": resize, "max_frames": max_frames, "v": TRACK_VERSION,
                       "mediapipe": mediapipe.__version__}, sort_keys=True)

@@ -1,7 +1,6 @@
 """What a take's json records about the run that made it: software versions, model, source, options."""
 from __future__ import annotations
 
-import hashlib
 import platform
 import sys
 from importlib import metadata as importlib_metadata
@@ -14,11 +13,9 @@ def file_sha256(path: Path | str | None, length: int = 16) -> str | None:
     """The first `length` hex digits of a file's SHA-256 (None when there is no such file)."""
     if path is None or not Path(path).is_file():
         return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:length]
+    from engine.assets import sha256_file
+
+    return sha256_file(Path(path))[:length]
 
 
 def versions() -> dict[str, str]:
