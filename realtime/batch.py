@@ -32,8 +32,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import UserError
+
+if TYPE_CHECKING:
+    from realtime.config import RunConfig
 
 log = logging.getLogger("facemesh")
 
@@ -161,28 +165,25 @@ def plan(videos: list[Path], manifest: Manifest, retry_failed: bool = False) -> 
 class TakeProcessor:
     """A worker: models loaded once (`realtime.app.Models`), then `process(video, folder)` per video —
     the app's stages (fresh tracker, retargeter and smoother per video) with an export stage, as fast
-    as possible, overlapped as the app runs unless `--no-overlap` is among `run_argv`.
+    as possible, overlapped as the app runs unless `config.output.overlap` is off.
 
-    run_argv: run options (face model and smoothing groups of `realtime.run_args`); command_line: the
-    batch command's arguments, recorded in each take's json (default: this process's)."""
+    config: the run's configuration (face model, smoothing, overlap; `batch_config`); its source and
+    export folder are set per video, and its `argv` is recorded in each take's json."""
 
-    def __init__(self, run_argv: list[str], command_line: list[str] | None = None) -> None:
+    def __init__(self, config: RunConfig | None = None) -> None:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-        from dataclasses import replace
-
         from realtime.app import Models
-        from realtime.config import RunConfig
-        from realtime.run_args import run_namespace
 
-        config = RunConfig.from_args(run_namespace(*run_argv, "--no-render", "--as-fast-as-possible"))
-        self.config = replace(config, argv=tuple(command_line) if command_line is not None else None)
+        self.config = config if config is not None else batch_config()
         self.models = Models.load(self.config.model, self.config.output.overlap)
 
-    def process(self, video: str, folder: str, progress: Callable[[int], None] | None = None) -> dict:
+    def process(self, video: str, folder: str, progress: Callable[[int], None] | None = None,
+                stated: int | None = None) -> dict:
         """Run one video into `folder` (replaced). Returns its manifest entry (never raises for a bad
-        video: the reason is in `error`)."""
+        video: the reason is in `error`). stated: the frame count its container states, when the
+        caller has read it already (`stated_frames`)."""
         from contextlib import ExitStack
         from dataclasses import replace
 
@@ -195,7 +196,7 @@ class TakeProcessor:
         entry: dict = {"path": str(video), "take": str(folder), "frames": 0, "face_found_ratio": 0.0,
                        "fps": 0.0, "status": "error", "error": None}
         entry["node"] = _node_name()
-        stated = stated_frames(Path(video))
+        stated = stated_frames(Path(video)) if stated is None else stated
         try:
             with ExitStack() as stack:
                 try:
@@ -277,7 +278,7 @@ class ProgressCounter:
 # ----------------------------------------------------------------------------- the driver
 
 def run_batch(inputs: list[str], out: Path, *, workers: int | None = None, cpus_per_worker: float = 1.0,
-              ray_address: str | None = None, run_argv: list[str] | None = None, retry_failed: bool = False,
+              ray_address: str | None = None, config: RunConfig | None = None, retry_failed: bool = False,
               progress_bar: bool = True) -> dict:
     """The batch command. Returns {"videos", "done", "skipped", "failed", "frames", "workers", "startup_s"
     (Ray start or join, workers' models loaded), "wall_s" and "fps" (from every worker ready to the end)}.
@@ -328,7 +329,7 @@ def run_batch(inputs: list[str], out: Path, *, workers: int | None = None, cpus_
     try:
         worker_cls = ray.remote(num_cpus=cpus_per_worker)(TakeProcessor)
         counter = ray.remote(num_cpus=0)(ProgressCounter).remote()
-        actors = [worker_cls.remote(list(run_argv or []), sys.argv[1:]) for _ in range(n)]
+        actors = [worker_cls.remote(config or batch_config()) for _ in range(n)]
         ray.get([a.ping.remote() for a in actors])  # models loaded; a worker that cannot start fails here
         summary["startup_s"] = round(time.perf_counter() - t_init, 3)
         t0 = time.perf_counter()  # throughput is measured from here: every worker ready
@@ -345,7 +346,7 @@ def run_batch(inputs: list[str], out: Path, *, workers: int | None = None, cpus_
 
         def submit(actor) -> None:
             v = queue.pop(0)
-            pending[actor.process.remote(str(v), str(take_folder(out, v)), report)] = (actor, v)
+            pending[actor.process.remote(str(v), str(take_folder(out, v)), report, sizes[v])] = (actor, v)
 
         for a in actors:
             if queue:
@@ -407,28 +408,22 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
-RUN_OPTIONS = ("backend", "model", "decoder_threads", "identity", "calibrate", "expressions",
-               "no_smooth", "smooth_mincutoff", "smooth_beta")
+def batch_config(args: argparse.Namespace | None = None) -> RunConfig:
+    """The workers' RunConfig from a batch command line (its face-model, smoothing and overlap options;
+    no rendering, files as fast as possible; with --no-overlap and no --decoder-threads, each worker's
+    decoder gets its reserved CPUs). None: the defaults."""
+    from dataclasses import replace
 
+    from realtime.config import OutputConfig, RunConfig, SourceConfig
 
-def run_argv_from(args: argparse.Namespace) -> list[str]:
-    """The run options of a batch command line, as run arguments for the workers (defaults left out;
-    with --no-overlap and no --decoder-threads, each worker's decoder gets its reserved CPUs)."""
-    from realtime.run_args import run_namespace
-
-    defaults = run_namespace()
-    argv: list[str] = []
-    for name in RUN_OPTIONS:
-        value = getattr(args, name, None)
-        if value == getattr(defaults, name) or value is None or value is False:
-            continue
-        flag = "--" + name.replace("_", "-")
-        argv += [flag] if value is True else [flag, str(value)]
-    if args.no_overlap:
-        argv.append("--no-overlap")
-        if args.decoder_threads is None:
-            argv += ["--decoder-threads", str(max(1, int(args.cpus_per_worker)))]
-    return argv
+    if args is None:
+        return RunConfig(source=SourceConfig(realtime=False), output=OutputConfig(render=False))
+    c = RunConfig.from_args(args)
+    model = c.model
+    if args.no_overlap and model.decoder_threads is None:
+        model = replace(model, decoder_threads=max(1, int(args.cpus_per_worker)))
+    return replace(c, model=model, source=SourceConfig(realtime=False),
+                   output=OutputConfig(render=False, overlap=not args.no_overlap), argv=tuple(sys.argv[1:]))
 
 
 def validate_batch_args(args: argparse.Namespace) -> None:
@@ -437,7 +432,7 @@ def validate_batch_args(args: argparse.Namespace) -> None:
 
     _number("--workers", args.workers, 1, 4096)
     _number("--cpus-per-worker", args.cpus_per_worker, above=0, hi=1024)
-    validate_run_args(argparse.Namespace(**{k: getattr(args, k) for k in RUN_OPTIONS}))
+    validate_run_args(args)  # the face-model and smoothing options it shares with the app
     if args.ray_address is not None and args.ray_address != "auto":
         check_ray_address(args.ray_address)
 
@@ -473,7 +468,7 @@ def main_batch(args: argparse.Namespace) -> int:
     with Signals() as signals:
         try:
             s = run_batch(args.inputs, args.out, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                          ray_address=args.ray_address, run_argv=run_argv_from(args),
+                          ray_address=args.ray_address, config=batch_config(args),
                           retry_failed=args.retry_failed, progress_bar=not args.no_progress)
         except KeyboardInterrupt as exc:
             exc = exc if isinstance(exc, Stopped) else Stopped(signals.signum)

@@ -34,11 +34,14 @@ def default_videos() -> list[Path]:
 
 def run_single(videos: list[Path], out: Path, no_overlap: bool = False) -> dict:
     """The single-process app over `videos` one after another; {"frames", "wall_s", "fps", "startup_s"}."""
-    from realtime.batch import TakeProcessor, take_folder
+    from dataclasses import replace
+
+    from realtime.batch import TakeProcessor, batch_config, take_folder
 
     (out / "takes").mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    proc = TakeProcessor(["--no-overlap"] if no_overlap else [])
+    c = batch_config()
+    proc = TakeProcessor(replace(c, output=replace(c.output, overlap=not no_overlap)))
     startup = time.perf_counter() - t
     t0 = time.perf_counter()
     frames = 0
@@ -55,7 +58,9 @@ def run_single(videos: list[Path], out: Path, no_overlap: bool = False) -> dict:
 def run_batch_bench(videos: list[Path] | None = None, workers: tuple[int, ...] = (1, 2),
                     no_overlap_workers: tuple[int, ...] = (1, 2)) -> dict:
     """Every variant of the module docstring over `videos`; a JSON-ready dict with the machine."""
-    from realtime.batch import run_batch
+    from dataclasses import replace
+
+    from realtime.batch import batch_config, run_batch
     from realtime.bench import machine_info
 
     videos = [Path(v) for v in (videos or default_videos())]
@@ -68,7 +73,10 @@ def run_batch_bench(videos: list[Path] | None = None, workers: tuple[int, ...] =
         for n, serial in variants:
             name = f"ray-{n}" + ("-no-overlap" if serial else "")
             log.info("bench --batch: %s ...", name)
-            s = run_batch([str(v) for v in videos], tmp / name, workers=n, run_argv=["--no-overlap", "--decoder-threads", "1"] if serial else [],
+            c = batch_config()
+            if serial:  # one frame at a time, a one-thread decoder: a core per worker
+                c = replace(c, model=replace(c.model, decoder_threads=1), output=replace(c.output, overlap=False))
+            s = run_batch([str(v) for v in videos], tmp / name, workers=n, config=c,
                           progress_bar=False)
             result["variants"][name] = {k: s[k] for k in ("frames", "wall_s", "fps", "startup_s", "workers")}
         for v in result["variants"].values():

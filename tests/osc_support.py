@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import socket
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 from pythonosc.osc_packet import OscPacket
 
+from realtime.osc.measure import UdpSink
 from realtime.record import FrameRecord, HeadPose
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -57,26 +57,14 @@ def real_records() -> tuple[FrameRecord, ...]:
     return records
 
 
-class Capture:
-    """A bare UDP socket on 127.0.0.1 that records every datagram (drained by a joined thread)."""
+class Capture(UdpSink):
+    """A UDP socket on 127.0.0.1 that records every datagram (the measuring sink, keeping the bytes)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
+    def _setup(self) -> None:
         self.datagrams: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.datagrams.append(self.sock.recv(65536))
-            except (TimeoutError, socket.timeout):
-                continue
+    def _received(self, data: bytes) -> None:
+        self.datagrams.append(data)
 
     def wait_quiet(self, quiet_s: float = 0.3, max_s: float = 10.0) -> list[bytes]:
         """Wait until no datagram arrived for `quiet_s`, then stop; returns all datagrams."""
@@ -87,11 +75,6 @@ class Capture:
             time.sleep(quiet_s)
         self.close()
         return self.datagrams
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-        self.sock.close()
 
 
 def free_port() -> int:

@@ -20,7 +20,8 @@ from realtime.record import FrameRecord, HeadPose
 
 
 class UdpSink:
-    """UDP socket on 127.0.0.1 drained by a thread; counts datagrams and bytes."""
+    """UDP socket on 127.0.0.1 drained by a thread; counts datagrams and bytes. Subclasses keep other
+    tallies by overriding `_setup` (run before the thread starts) and `_received`."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -28,17 +29,23 @@ class UdpSink:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
         self.port = self.sock.getsockname()[1]
-        self.datagrams = 0
-        self.bytes = 0
+        self._setup()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="osc-measure-sink", daemon=True)
         self._thread.start()
 
+    def _setup(self) -> None:
+        self.datagrams = 0
+        self.bytes = 0
+
+    def _received(self, data: bytes) -> None:
+        self.bytes += len(data)
+        self.datagrams += 1
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.bytes += len(self.sock.recv(65536))
-                self.datagrams += 1
+                self._received(self.sock.recv(65536))
             except (TimeoutError, socket.timeout):
                 continue
 
