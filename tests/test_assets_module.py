@@ -15,6 +15,7 @@ from engine.errors import CheckpointError
 from engine.expressions import EXPRESSION_NAMES
 from engine.headspace import load_head
 from engine.hierarchy import load_hierarchy
+from engine.jaw_target import REFIT, load_jaw_target
 from engine.noise import load_tracker_noise
 
 
@@ -33,7 +34,8 @@ def test_load_npz_asset_reads_and_reports(tmp_path):
         load_npz_asset(good, lambda z: z["b"], fix="the fix")
 
 
-LOADERS = [load_canonical, load_embedding, load_head, load_hierarchy, load_tracker_noise]
+LOADERS = [load_canonical, load_embedding, load_head, load_hierarchy, load_tracker_noise, load_jaw_target]
+FIXES = {load_jaw_target: REFIT}  # what each loader's line tells the user to do (default: REBUILD_ASSETS)
 
 
 @pytest.mark.parametrize("loader", LOADERS, ids=lambda f: f.__name__)
@@ -46,7 +48,7 @@ def test_every_asset_loader_reports_a_bad_file_in_one_line(tmp_path, loader, con
     with pytest.raises(CheckpointError) as exc:
         loader(path)
     msg = str(exc.value)
-    assert msg.startswith(str(path)) and msg.endswith(REBUILD_ASSETS)
+    assert msg.startswith(str(path)) and msg.endswith(FIXES.get(loader, REBUILD_ASSETS))
     assert ("not found" in msg) == (content is None) and "\n" not in msg
 
 

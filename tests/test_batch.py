@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.real_support import real_clip
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 RAY = Path(sys.executable).parent / "ray"
@@ -34,15 +36,6 @@ def _carphone() -> Path:
     from realtime.sources import demo_clip_path
 
     return Path(demo_clip_path()).resolve()
-
-
-def _real_clip(name: str) -> Path:
-    from realtime import realdata
-
-    p = realdata.media_path(name)
-    if not p.exists():
-        pytest.skip(f"{p} is missing: fetch the real clips with `python main.py eval --real --fetch`")
-    return p.resolve()
 
 
 def _lines(manifest: Path) -> list[str]:
@@ -170,7 +163,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def suite(clips, tmp_path_factory) -> dict[str, Path]:
     """The app-equivalence inputs: carphone, cap13, cap13 truncated (300 kB: 370 of its 765 frames), the text file."""
-    cap13 = _real_clip("cap13")
+    cap13 = real_clip("cap13")
     d = tmp_path_factory.mktemp("suite")
     trunc = d / "cap13_truncated.mp4"
     with open(cap13, "rb") as f:
