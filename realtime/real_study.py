@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.expressions import EXPRESSION_NAMES
 from engine.real_metrics import clip_metrics, load_labels
-from engine.retarget import RESPONSE, Retargeter
+from engine.retarget import PRIMARY_UNITS, RESPONSE, Retargeter
 from realtime import realdata
 from realtime.real_eval import _moved, stream_weights, summarise
 
@@ -35,20 +35,21 @@ VARIANTS: tuple[tuple[str, dict, str, bool], ...] = (
     ("+ orbit ring left out", dict(residual=False, zone=0.0, image_lids=False, jaw="anny",
      solver=dict(PLAIN, exclude=None)), "solver", False),
     ("+ sparsity (primary 0, others 0.03, secondary 0.15)", dict(residual=False, zone=0.0, image_lids=False,
-     jaw="anny", solver=dict(response={})), "solver", False),
+     jaw="anny", solver=dict(response={}, free=PRIMARY_UNITS)), "solver", False),
     ("+ tracker response gains (blink 0.4, smile 0.55: the first choice)", dict(residual=False, zone=0.0,
-     image_lids=False, jaw="anny", solver=dict(response=FIRST_RESPONSE)), "solver", False),
+     image_lids=False, jaw="anny", solver=dict(response=FIRST_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
     ("+ tracker response gains (blink 0.33, smile 0.5)", dict(residual=False, zone=0.0, image_lids=False,
-     jaw="anny", solver=dict(response=SECOND_RESPONSE)), "solver", False),
+     jaw="anny", solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
     ("+ dead zone 0.1 on non-primary units", dict(residual=False, image_lids=False, jaw="anny",
-     solver=dict(response=SECOND_RESPONSE)), "solver", False),
-    ("+ residual to the decoder", dict(image_lids=False, jaw="anny", solver=dict(response=SECOND_RESPONSE)),
-     "solver", False),
-    ("+ eyelids measured in the image (eyeBlink, eyeWide)", dict(jaw="anny", solver=dict(response=SECOND_RESPONSE)),
-     "solver", False),
+     solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
+    ("+ residual to the decoder", dict(image_lids=False, jaw="anny",
+     solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
+    ("+ eyelids measured in the image (eyeBlink, eyeWide)", dict(jaw="anny",
+     solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
     ("+ jawOpen target fitted to real landmarks (cap12, cap13, carphone; franck held out)",
-     dict(solver=dict(response=SECOND_RESPONSE)), "solver", False),
-    (f"+ smile gain {RESPONSE['mouthSmileLeft']:g} (shipped)", {}, "solver", False),
+     dict(solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
+    (f"+ smile gain {RESPONSE['mouthSmileLeft']:g}", dict(solver=dict(free=PRIMARY_UNITS)), "solver", False),
+    ("+ L1 price 0.03 on the brows and solved lids (shipped)", {}, "solver", False),
     ("shipped, weights from the decoder's head instead", {}, "head", False),
     ("shipped, calibrated on 10 neutral frames", {}, "solver", True),
 )

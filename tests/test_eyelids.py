@@ -62,7 +62,9 @@ def test_ramps_are_zero_at_rest_one_at_full_monotone_and_smooth_at_the_knee():
     eps = 1e-7  # value and slope continuous at the knee
     assert soft_ramp(np.array(0.05 - eps), 0.05, 0.33) == pytest.approx(soft_ramp(np.array(0.05 + eps), 0.05, 0.33),
                                                                   abs=1e-5)
-    slope = lambda v: (soft_ramp(np.array(v + eps), 0.05, 0.33) - soft_ramp(np.array(v - eps), 0.05, 0.33)) / (2 * eps)  # noqa: E731
+    def slope(v: float) -> float:
+        return float(soft_ramp(np.array(v + eps), 0.05, 0.33) - soft_ramp(np.array(v - eps), 0.05, 0.33)) / (2 * eps)
+
     assert slope(0.05 - 1e-4) == pytest.approx(slope(0.05 + 1e-4), rel=1e-2)
     assert blink_from_ratio(np.array(1.0)) == 0.0 and blink_from_ratio(np.array(1.0 - FULL)) == pytest.approx(1.0)
     assert 0 < blink_from_ratio(np.array(1.0 - DEAD / 2)) < 0.05  # a slight closure: small, not nothing
