@@ -43,6 +43,8 @@ DEAD = 0.05  # a closure (1 − r) below this is mostly open-eye noise: reads �
 FULL = 0.33  # a closure of this reads 1
 WIDE_DEAD = 0.12  # an opening (r − 1) below this is mostly noise (neutral frames: r p90 1.04–1.16): reads ≤ 0.21
 WIDE_FULL = 0.35  # an opening of this reads eyeWide 1 (labelled raised brows: r 1.15–1.44)
+_DEADS = np.array([DEAD, DEAD, WIDE_DEAD, WIDE_DEAD])  # (blink right, left, wide right, left)
+_FULLS = np.array([FULL, FULL, WIDE_FULL, WIDE_FULL])
 HISTORY = 300  # frames in the open-eye median (10 s at 30 fps)
 REFRESH = 10  # the median is recomputed every this many frames
 
@@ -63,8 +65,8 @@ def eye_aspect(landmarks_px: np.ndarray) -> np.ndarray:
     return np.abs(gap.mean(axis=-1)) / np.maximum(width, 1e-9)
 
 
-def soft_ramp(x: np.ndarray, dead: float, full: float) -> np.ndarray:
-    """x [...] → [...] in [0, 1]: 0 for x ≤ 0, x²/(2·dead) up to `dead` (a soft knee), then linear
+def soft_ramp(x: np.ndarray, dead: float | np.ndarray, full: float | np.ndarray) -> np.ndarray:
+    """x [...] → [...] in [0, 1] (dead, full: scalars, or arrays broadcast against x): 0 for x ≤ 0, x²/(2·dead) up to `dead` (a soft knee), then linear
     (x − dead/2), scaled so that x = `full` reads 1. Noise (x of a few %) stays near 0, and, unlike
     a hard dead zone, a small x still reads more than none (the start of a blink ranks above an open
     eye)."""
@@ -141,7 +143,7 @@ class OpenEyeReference:
     def weights(self, aspect: np.ndarray) -> dict[str, float]:
         """aspects [2] (right, left) → {eyeBlinkRight, eyeBlinkLeft, eyeWideRight, eyeWideLeft}."""
         a = np.asarray(aspect, dtype=np.float64)
-        blink = blink_from_ratio(a / self._blink_ref)
-        wide = wide_from_ratio(a / self._wide_ref)
-        return {"eyeBlinkRight": float(blink[0]), "eyeBlinkLeft": float(blink[1]),
-                "eyeWideRight": float(wide[0]), "eyeWideLeft": float(wide[1])}
+        # both ramps in one pass: (closure, opening) = (1 − r_blink, r_wide − 1)
+        x = np.concatenate([1.0 - a / self._blink_ref, a / self._wide_ref - 1.0])
+        v = soft_ramp(x, _DEADS, _FULLS).tolist()
+        return {"eyeBlinkRight": v[0], "eyeBlinkLeft": v[1], "eyeWideRight": v[2], "eyeWideLeft": v[3]}

@@ -219,15 +219,20 @@ class NeutralEstimator:
         self.version += 1
 
 
+CACHE_SETS = 256  # active sets whose free-block inverse `box_qp` keeps per matrix
+
+
 def box_qp(g: np.ndarray, c: np.ndarray, start: np.ndarray | None = None, max_iter: int = 200,
-           tol: float = 1e-9) -> np.ndarray:
+           tol: float = 1e-9, cache: dict | None = None) -> np.ndarray:
     """argmin ½ wᵀ G w − cᵀ w subject to 0 ≤ w ≤ 1, G [n,n] symmetric positive definite, c [n].
 
     Primal active-set method (Nocedal & Wright, Numerical Optimization, §16.5) with the bounds as
     the constraints: solve on the free variables with the others pinned at their bounds; step to the
     first bound hit, or, once feasible, free the pinned variable whose multiplier has the wrong sign.
     Exact (to round-off) in finitely many steps; warm-started from `start` (e.g. the last frame's
-    answer), a frame takes a few ~10 µs solves. → w [n] float64.
+    answer), a frame takes a few ~10 µs solves. cache: a dict kept by the caller for this `g`: the
+    inverse of each active set's free block, by active set (a stream revisits the same few sets, so
+    a solve becomes a product; cleared at `CACHE_SETS` sets). → w [n] float64.
     """
     n = len(c)
     w = np.zeros(n) if start is None else np.clip(np.asarray(start, dtype=np.float64), 0.0, 1.0)
@@ -236,12 +241,26 @@ def box_qp(g: np.ndarray, c: np.ndarray, start: np.ndarray | None = None, max_it
     w[lo], w[hi] = 0.0, 1.0
     scale = tol * max(1.0, float(np.abs(c).max()))
     for _ in range(max_iter):
-        free = np.flatnonzero(~(lo | hi))
         step = np.zeros(n)
-        if len(free):
-            pinned = np.flatnonzero(lo | hi)
-            rhs = c[free] - g[free][:, pinned] @ w[pinned] if len(pinned) else c[free]
-            step[free] = np.linalg.solve(g[free][:, free], rhs) - w[free]
+        if cache is None:
+            free = np.flatnonzero(~(lo | hi))
+            if len(free):
+                pinned = np.flatnonzero(lo | hi)
+                rhs = c[free] - g[free][:, pinned] @ w[pinned] if len(pinned) else c[free]
+                step[free] = np.linalg.solve(g[free][:, free], rhs) - w[free]
+        else:
+            key = (lo | hi).tobytes() + hi.tobytes()
+            hit = cache.get(key)
+            if hit is None:
+                if len(cache) >= CACHE_SETS:
+                    cache.clear()
+                free = np.flatnonzero(~(lo | hi))
+                # pinned variables sit at 0 or 1: their pull on the free ones is G[free, hi] summed
+                hit = cache[key] = (free, np.linalg.inv(g[np.ix_(free, free)]) if len(free) else None,
+                                    g[np.ix_(free, np.flatnonzero(hi))].sum(axis=1))
+            free, inv, pull = hit
+            if len(free):
+                step[free] = inv @ (c[free] - pull) - w[free]
         # largest α ≤ 1 keeping 0 ≤ w + α·step ≤ 1 (only free variables move)
         with np.errstate(divide="ignore", invalid="ignore"):
             ra = np.where(step < -tol, -w / step, np.inf)
@@ -342,6 +361,7 @@ class ExpressionSolver:
         self._g = g
         self._last: np.ndarray | None = None
         self._splits: dict[tuple[str, ...], tuple[np.ndarray, ...]] = {}
+        self._qp_cache: dict[tuple[str, ...], dict] = {}  # per pinned set: box_qp's active-set inverses
         # L1 penalty per unit, in units of that unit's own weight: a unit must explain at least this
         # much of its full motion before it switches on (secondary units: `secondary`).
         level = np.array([primary if n in free else secondary if n.startswith(SECONDARY_PREFIXES)
@@ -359,9 +379,10 @@ class ExpressionSolver:
             x = np.empty(len(self.units))
             x[fixed] = np.clip(np.fromiter(pinned.values(), dtype=np.float64, count=len(fixed)), 0.0, 1.0)
             start = None if self._last is None else self._last[free]
-            x[free] = box_qp(g_ff, c[free] - g_fp @ x[fixed], start)
+            cache = self._qp_cache.setdefault(tuple(pinned), {})
+            x[free] = box_qp(g_ff, c[free] - g_fp @ x[fixed], start, cache=cache)
         else:
-            x = box_qp(self._g, c, self._last)
+            x = box_qp(self._g, c, self._last, cache=self._qp_cache.setdefault((), {}))
         self._last = x
         out = np.zeros(NUM_EXPRESSIONS, dtype=np.float32)
         out[self.units] = x
@@ -478,6 +499,7 @@ STILL_SIGMA_FACTOR = 2.0  # the still-frame noise (sensor noise only) × 2 ≈ a
 # 43 units on 468 landmarks cannot separate). Primary units keep their whole range (jawOpen follows
 # small lip gaps, a blink's first frames count).
 DEAD_ZONE = 0.1
+GAZE_HISTORY = 300  # face frames in the looking-ahead median (refreshed every 10)
 MIN_IDENTITY_FRAMES = 5  # neutral samples before the identity is first fitted (until then: anny's mean)
 
 
@@ -536,7 +558,8 @@ class Retargeter:
             motion -= (np.broadcast_to(self._keep, model.reference.shape).reshape(-1)) * gained
         self._motion = motion
         self._keep_flat = np.broadcast_to(self._keep, model.reference.shape).reshape(-1).copy()
-        self._gaze: list[np.ndarray] = []
+        self._gaze = np.empty((GAZE_HISTORY, 2, 2))  # ring of recent iris positions
+        self._gaze_n = 0
         self._gaze_neutral: np.ndarray | None = None  # [2,2] looking-ahead iris positions
         self._calib_left = 0
         self._calib: list[np.ndarray] = []
@@ -577,7 +600,7 @@ class Retargeter:
         """Forget the person: back to the prior, adapting."""
         self.estimator.reset()
         self.eyelids.reset()
-        self._gaze, self._gaze_neutral = [], None
+        self._gaze_n, self._gaze_neutral = 0, None
         self._identity_for = -1
         self._id_sum, self._id_count = 0.0, 0
         self._identity = np.zeros(self.model.num_identity, dtype=np.float32)
@@ -587,11 +610,10 @@ class Retargeter:
         if self._calib_left > 0:
             self._calib_gaze.append(pos)
         if not self.estimator.calibrated and self.estimator.adapt:
-            self._gaze.append(pos)
-            if len(self._gaze) > 300:
-                del self._gaze[:len(self._gaze) - 300]
-            if len(self._gaze) % 10 == 1 or self._gaze_neutral is None:
-                self._gaze_neutral = np.median(np.stack(self._gaze), axis=0)
+            self._gaze[self._gaze_n % GAZE_HISTORY] = pos
+            self._gaze_n += 1
+            if self._gaze_n % 10 == 1 or self._gaze_neutral is None:
+                self._gaze_neutral = np.median(self._gaze[:min(self._gaze_n, GAZE_HISTORY)], axis=0)
 
     def __call__(self, landmarks_norm: np.ndarray, landmarks_px: np.ndarray | None = None) -> RetargetResult:
         x = np.asarray(landmarks_norm, dtype=np.float64)

@@ -155,6 +155,13 @@ def build_stages(config: RunConfig, stack: ExitStack, models: Models | None = No
                            faceosc_raw=out.faceosc_raw, mesh_every=out.osc_mesh_every)
         stack.callback(sender.close)
         stages.append(OscStage(sender))
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread for the run (every BLAS library loaded by now: numpy's, scipy's): the per-frame
+    # products are small (the retarget stage's [43,1404] matrix-vector products), and a second
+    # OpenBLAS thread spinning against the tracker's thread on 2 cores made the retarget stage ~6 ms
+    # instead of ~1 (docs/benchmarks.md). Restored when the run's stack closes.
+    stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
     return Stages(stages, backend, decode, head)
 
 
@@ -179,7 +186,8 @@ def open_take_writer(config: RunConfig, fps: float, head, backend_name: str):
 
 # Stages that run with capture in the worker thread of the overlapped loop. The retarget stage is
 # cheap numpy work that holds the GIL; measured on 2 cores it costs less beside the decoder on the
-# main thread (headless/track 0.76–0.78) than beside the tracker in the worker (0.72–0.73).
+# main thread (headless/track 0.76–0.78) than beside the tracker in the worker (0.72–0.73), and
+# again with one BLAS thread (2026-12-06, 5 alternating runs each: median 0.75 against 0.67).
 FRONT_STAGES = ("track",)
 
 

@@ -24,6 +24,23 @@ SCALE_INPUTS = ("carphone", "cap13")
 SCALES = (0.5, 2.0)
 
 
+def smoothed_weights(weights: np.ndarray, found: np.ndarray, fps: float) -> np.ndarray:
+    """weights [T,52] of a stream at `fps` → what the app sends: the same through its default One
+    Euro smoothing stage (`realtime.smoothing.FrameSmoother`, restarting where the face is lost)."""
+    from realtime.record import FrameRecord
+    from realtime.smoothing import FrameSmoother
+
+    sm = FrameSmoother()
+    out = np.zeros_like(weights)
+    for i in range(len(weights)):
+        r = FrameRecord(frame_id=i, t_capture=0.0, timestamp_ms=int(round(i * 1000.0 / (fps or 25.0))),
+                        face_found=bool(found[i]), expressions=weights[i].copy() if found[i] else None)
+        sm(r)
+        if found[i]:
+            out[i] = r.expressions
+    return out
+
+
 def stream_weights(t: realdata.Tracked, retargeter: Retargeter | None = None,
                    calibrate: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run the retargeting front end over a tracked input in order.
@@ -107,6 +124,8 @@ def evaluate_real(model_path: Path | None = None, inputs: list[str] | None = Non
                 w, _, _ = stream_weights(t)
                 both = base.found & t.found
                 m = scale_metrics(ref, w, both)
+                m["smoothed"] = scale_metrics(smoothed_weights(ref, base.found, base.fps),
+                                              smoothed_weights(w, t.found, t.fps), both)
                 moved = np.abs(t.landmarks_norm[both] - base.landmarks_norm[both])  # the tracker's own change, mm
                 m["landmarks_mm_median"] = float(np.median(moved))
                 m["landmarks_mm_p90"] = float(np.percentile(moved, 90))
@@ -167,6 +186,8 @@ def summarise(result: dict, key: str = "inputs") -> dict:
     if key == "inputs" and result.get("scale"):
         s["scale_median_max"] = max(v["median"] for v in result["scale"].values())
         s["scale_p95_max"] = max(v["p95"] for v in result["scale"].values())
+        if all("smoothed" in v for v in result["scale"].values()):
+            s["scale_smoothed_median_max"] = max(v["smoothed"]["median"] for v in result["scale"].values())
     moved = result.get("moved" if key == "inputs" else "direct_moved")
     if moved:
         s["weights_moved"] = moved["count"]
@@ -219,6 +240,10 @@ def format_real(result: dict) -> str:
                         f"forehead to chin; landmarks moved {v['landmarks_mm_median']:.2f} mm median, "
                         f"{v['landmarks_mm_p90']:.2f} p90)" for k, v in result["scale"].items())
         lines.append(f"×0.5 / ×2: p95 per-frame max |Δw| (worst) {s['scale_p95_max']:.3f}; median per input: {per}")
+        if "scale_smoothed_median_max" in s:
+            per = ", ".join(f"{k.replace('_x', ' ×')} {v['smoothed']['median']:.3f}" for k, v in result["scale"].items())
+            lines.append(f"×0.5 / ×2 after the app's One Euro smoothing (what it sends): median per-frame max |Δw| "
+                         f"(worst) {s['scale_smoothed_median_max']:.3f}; per input: {per}")
     c = result.get("calibrated_summary")
     if c:
         ins = [v["calibrated"] for v in result["inputs"].values() if "calibrated" in v]

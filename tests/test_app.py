@@ -153,3 +153,28 @@ def test_a_paced_clip_plays_at_its_own_rate_from_the_first_frame(tmp_path):
     assert s["frames"] == 90
     assert 24.0 < s["fps"] < 36.0, s["fps"]  # paced, not 2-4x too fast
     assert s["latency_ms"]["p50"] < 500.0, s["latency_ms"]
+
+
+def test_a_run_uses_one_blas_thread_and_gives_the_rest_back():
+    """The per-frame numpy products are small: a second OpenBLAS thread spinning against the tracker
+    made the retarget stage ~6 ms instead of ~1 on 2 cores (docs/benchmarks.md). `build_stages`
+    holds BLAS at one thread for the run and restores the process's setting after it."""
+    from contextlib import ExitStack
+
+    from threadpoolctl import threadpool_info
+
+    import main as entry
+    from realtime.app import build_stages
+    from realtime.config import RunConfig
+
+    def blas_threads() -> set[int]:
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    before = blas_threads()
+    assert before, "numpy's BLAS is not visible to threadpoolctl"
+    config = RunConfig.from_args(entry.build_parser().parse_args(["run", "--demo", "--headless", "--no-render"]))
+    with ExitStack() as stack:
+        built = build_stages(config, stack)
+        assert [s.name for s in built.stages][:3] == ["track", "retarget", "decode"]
+        assert blas_threads() == {1}
+    assert blas_threads() == before

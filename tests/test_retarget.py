@@ -28,6 +28,7 @@ def test_box_qp_matches_scipy_bvls_and_the_kkt_conditions():
         a = rng.normal(size=(3 * n + 4, n))
         a[:, 0] += 0.9 * a[:, -1]  # correlated columns, as blendshapes are
         g = a.T @ a + 1e-3 * np.eye(n)
+        cache: dict = {}  # kept across the problems of one matrix, as the solver keeps it across frames
         for _ in range(5):
             c = g @ rng.uniform(-0.5, 1.5, n) + rng.normal(size=n)
             w = box_qp(g, c)
@@ -42,6 +43,9 @@ def test_box_qp_matches_scipy_bvls_and_the_kkt_conditions():
             ref = lsq_linear(lc.T, np.linalg.solve(lc, c), bounds=(0, 1), method="bvls", tol=1e-12).x
             assert np.allclose(w, ref, atol=1e-7)
             assert np.allclose(box_qp(g, c, start=rng.uniform(0, 1, n)), w, atol=1e-7)  # warm start
+            assert np.allclose(box_qp(g, c, cache=cache), w, atol=1e-7)  # active sets' inverses kept
+            assert np.allclose(box_qp(g, c, start=w, cache=cache), w, atol=1e-7)
+        assert cache and all(len(k) == 2 * n for k in cache)
 
 
 def test_solver_recovers_weights_of_clean_offsets(retargeter):
@@ -154,3 +158,21 @@ def test_clip_metrics_on_a_made_up_clip():
     assert m["jaw"]["r_lip_gap"] > 0.99 and m["smile"]["min"] == pytest.approx(0.7)
     assert m["neutral"]["smile_median"] == 0.0
     assert "eyeBlinkLeft" in m["moved"] and "browInnerUp" not in m["moved"]
+
+
+def test_the_looking_ahead_gaze_keeps_adapting_past_its_history():
+    """The iris positions' median follows the person for the whole session, not only its first
+    GAZE_HISTORY frames (it once froze there)."""
+    from engine.retarget import GAZE_HISTORY
+
+    r = Retargeter.load()
+    a, b = np.full((2, 2), 0.5), np.array([[0.6, 0.05], [0.6, 0.05]])
+    for _ in range(GAZE_HISTORY + 50):
+        r._gaze_update(a)
+    assert np.allclose(r._gaze_neutral, a)
+    for _ in range(GAZE_HISTORY):
+        r._gaze_update(b)
+    assert np.allclose(r._gaze_neutral, b)
+    r.reset()
+    r._gaze_update(a)
+    assert np.allclose(r._gaze_neutral, a)
