@@ -235,6 +235,7 @@ def box_qp(g: np.ndarray, c: np.ndarray, start: np.ndarray | None = None, max_it
     a solve becomes a product; cleared at `CACHE_SETS` sets). → w [n] float64.
     """
     n = len(c)
+    cache = {} if cache is None else cache
     w = np.zeros(n) if start is None else np.clip(np.asarray(start, dtype=np.float64), 0.0, 1.0)
     lo = w <= 0.0
     hi = w >= 1.0
@@ -242,25 +243,18 @@ def box_qp(g: np.ndarray, c: np.ndarray, start: np.ndarray | None = None, max_it
     scale = tol * max(1.0, float(np.abs(c).max()))
     for _ in range(max_iter):
         step = np.zeros(n)
-        if cache is None:
+        key = (lo | hi).tobytes() + hi.tobytes()
+        hit = cache.get(key)
+        if hit is None:
+            if len(cache) >= CACHE_SETS:
+                cache.clear()
             free = np.flatnonzero(~(lo | hi))
-            if len(free):
-                pinned = np.flatnonzero(lo | hi)
-                rhs = c[free] - g[free][:, pinned] @ w[pinned] if len(pinned) else c[free]
-                step[free] = np.linalg.solve(g[free][:, free], rhs) - w[free]
-        else:
-            key = (lo | hi).tobytes() + hi.tobytes()
-            hit = cache.get(key)
-            if hit is None:
-                if len(cache) >= CACHE_SETS:
-                    cache.clear()
-                free = np.flatnonzero(~(lo | hi))
-                # pinned variables sit at 0 or 1: their pull on the free ones is G[free, hi] summed
-                hit = cache[key] = (free, np.linalg.inv(g[np.ix_(free, free)]) if len(free) else None,
-                                    g[np.ix_(free, np.flatnonzero(hi))].sum(axis=1))
-            free, inv, pull = hit
-            if len(free):
-                step[free] = inv @ (c[free] - pull) - w[free]
+            # pinned variables sit at 0 or 1: their pull on the free ones is G[free, hi] summed
+            hit = cache[key] = (free, np.linalg.inv(g[np.ix_(free, free)]) if len(free) else None,
+                                g[np.ix_(free, np.flatnonzero(hi))].sum(axis=1))
+        free, inv, pull = hit
+        if len(free):
+            step[free] = inv @ (c[free] - pull) - w[free]
         # largest α ≤ 1 keeping 0 ≤ w + α·step ≤ 1 (only free variables move)
         with np.errstate(divide="ignore", invalid="ignore"):
             ra = np.where(step < -tol, -w / step, np.inf)
