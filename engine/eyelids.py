@@ -49,10 +49,11 @@ HISTORY = 300  # frames in the open-eye median (10 s at 30 fps)
 REFRESH = 10  # the median is recomputed every this many frames
 
 
-def eye_aspect(landmarks_px: np.ndarray) -> np.ndarray:
+def eye_aspect(landmarks_px: np.ndarray, upper: np.ndarray = _UPPER, lower: np.ndarray = _LOWER) -> np.ndarray:
     """[..., ≥468, 3] pixel landmarks → [..., 2] (right, left) lid gap / eye width, unitless.
 
-    Gap: the mean of three upper − lower lid distances across the corner axis in the image plane;
+    Gap: the mean of the upper − lower lid distances (pairs: `upper`, `lower` [2,P] ids, by default
+    three per eye) across the corner axis in the image plane;
     width: the 3-D corner distance (x, y, depth; all px). An open eye is ~0.25–0.34, a shut one
     0.02–0.2 as MediaPipe reports it."""
     p = np.asarray(landmarks_px, dtype=np.float64)
@@ -61,7 +62,7 @@ def eye_aspect(landmarks_px: np.ndarray) -> np.ndarray:
     axis = (med - lat)[..., :2]
     across = np.stack([-axis[..., 1], axis[..., 0]], axis=-1) / np.maximum(
         np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)  # [..., 2, 2] unit normal in the image
-    gap = ((p[..., _UPPER, :2] - p[..., _LOWER, :2]) * across[..., None, :]).sum(-1)  # [..., 2, 3]
+    gap = ((p[..., upper, :2] - p[..., lower, :2]) * across[..., None, :]).sum(-1)  # [..., 2, P]
     return np.abs(gap.mean(axis=-1)) / np.maximum(width, 1e-9)
 
 

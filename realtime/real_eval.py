@@ -10,13 +10,15 @@ retargeting front end) is scored beside it as `direct`. Scale invariance: two cl
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from engine.errors import UserError
 from engine.expressions import EXPRESSION_NAMES
-from engine.real_metrics import (MOVE_THRESHOLD, clip_metrics, identity_metrics, load_labels, scale_metrics)
+from engine.real_metrics import (MOVE_THRESHOLD, clip_metrics, face_height_px, identity_metrics, load_labels,
+                                 scale_metrics)
 from engine.retarget import Retargeter
 from realtime import realdata
 
@@ -71,9 +73,22 @@ def _decoder(model_path: Path | None):
 
 
 def evaluate_real(model_path: Path | None = None, inputs: list[str] | None = None, scale: bool = True,
-                  direct: bool = True, progress: bool = True) -> dict:
-    """The real-face evaluation (module docstring) over `inputs` (default: every available one)."""
+                  direct: bool = True, progress: bool = True,
+                  prepare: Callable[[realdata.Tracked], realdata.Tracked] | None = None,
+                  post: Callable[[np.ndarray, realdata.Tracked], np.ndarray] | None = None) -> dict:
+    """The real-face evaluation (module docstring) over `inputs` (default: every available one).
+
+    Studies (`realtime.real_scale_study`) vary it with `prepare` (each tracked input, scaled ones too,
+    before anything reads it) and `post` (each stream's weights [T,52] → [T,52], with its input)."""
     from engine.evaluate import predict
+
+    def tracked(name: str, resize: float = 1.0) -> realdata.Tracked:
+        t = realdata.tracked(name, resize=resize)
+        return prepare(t) if prepare else t
+
+    def weights(t: realdata.Tracked, calibrate: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        w, ident, _ = stream_weights(t, calibrate=calibrate)
+        return (post(w, t) if post else w), ident
 
     labels = load_labels()
     names = inputs or realdata.available()
@@ -86,9 +101,9 @@ def evaluate_real(model_path: Path | None = None, inputs: list[str] | None = Non
     for name in names:
         if progress:
             print(f"real eval: {name}", file=sys.stderr, flush=True)
-        t = realdata.tracked(name)
+        t = tracked(name)
         lab = labels.get(name, {})
-        w, ident, _ = stream_weights(t)
+        w, ident = weights(t)
         m = clip_metrics(w, t.found, t.landmarks_norm, lab)
         if len(t) > 1 and t.found.sum() > 1:
             f = np.flatnonzero(t.found)
@@ -98,7 +113,7 @@ def evaluate_real(model_path: Path | None = None, inputs: list[str] | None = Non
             shapes[f] = predict(model, syn)[0]
             m["identity"] = identity_metrics(shapes, t.found, t.landmarks_norm, t.fps)
         if lab.get("neutral") and len(t) > 1:
-            cw, _, _ = stream_weights(t, calibrate=lab["neutral"][:10])
+            cw, _ = weights(t, calibrate=lab["neutral"][:10])
             m["calibrated"] = clip_metrics(cw, t.found, t.landmarks_norm, lab)
         out["inputs"][name] = m
         all_w.append(w[t.found])
@@ -117,11 +132,11 @@ def evaluate_real(model_path: Path | None = None, inputs: list[str] | None = Non
         for name in SCALE_INPUTS:
             if name not in names:
                 continue
-            base = realdata.tracked(name)
-            ref, _, _ = stream_weights(base)
+            base = tracked(name)
+            ref, _ = weights(base)
             for s in SCALES:
-                t = realdata.tracked(name, resize=s)
-                w, _, _ = stream_weights(t)
+                t = tracked(name, resize=s)
+                w, _ = weights(t)
                 both = base.found & t.found
                 m = scale_metrics(ref, w, both)
                 m["smoothed"] = scale_metrics(smoothed_weights(ref, base.found, base.fps),
@@ -130,7 +145,7 @@ def evaluate_real(model_path: Path | None = None, inputs: list[str] | None = Non
                 m["landmarks_mm_median"] = float(np.median(moved))
                 m["landmarks_mm_p90"] = float(np.percentile(moved, 90))
                 px = t.landmarks_px[t.found]
-                m["face_height_px"] = float(np.median(np.linalg.norm(px[:, 10, :2] - px[:, 152, :2], axis=-1)))
+                m["face_height_px"] = float(np.median(face_height_px(px)))
                 out["scale"][f"{name}_x{s:g}"] = m
     out["summary"] = summarise(out)
     cal = {k: v["calibrated"] for k, v in out["inputs"].items() if "calibrated" in v}

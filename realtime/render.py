@@ -265,7 +265,8 @@ class Renderer:
             gl_flush()  # the head rasterises while the HUD is laid out
         if options.show_landmarks and frame.landmarks_px is not None and image_rect is not None:
             self._draw_landmarks(frame.landmarks_px, (image.shape[1], image.shape[0]), image_rect, options.mirror)
-        lines = hud_lines(options.hud_lines, options.show_hud, frame_status(frame.face_found, frame.source_note))
+        lines = hud_lines(options.hud_lines, options.show_hud, frame_status(frame.face_found, frame.source_note,
+                                                                          frame.landmarks_px))
         if lines:
             hud = self._hud_layer()
             hud.update(lines)

@@ -33,3 +33,19 @@ def test_the_scale_figures_of_the_sent_weights_are_summarised_and_printed():
     result["summary"] = s
     text = format_real(result)
     assert "after the app's One Euro smoothing" in text and "clip ×0.5 0.150, clip ×2 0.040" in text
+
+
+def test_the_studied_thresholds_lower_small_faces_more_and_leave_the_kept_units():
+    from realtime.real_scale_study import threshold_post
+    from realtime.realdata import Tracked
+
+    n = 2
+    px = np.zeros((n, 478, 3), np.float32)
+    px[:, 152, 1] = [40.0, 200.0]  # a 40-px face, a 200-px face
+    t = Tracked("x", 30.0, (640, 480), np.ones(n, bool), px, np.zeros((n, 468, 3), np.float32), np.ones(n, np.float32))
+    w = np.full((n, 52), 0.5, np.float32)
+    out = threshold_post(8.0, 0.0, "hard", ("jawOpen",))(w, t)
+    from engine.expressions import EXPRESSION_NAMES
+
+    jaw, brow = EXPRESSION_NAMES.index("jawOpen"), EXPRESSION_NAMES.index("browInnerUp")
+    assert np.allclose(out[:, brow], [0.5 - 8 / 40, 0.5 - 8 / 200]) and np.all(out[:, jaw] == 0.5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.errors import UserError
-from realtime.hud import NO_FACE_LINE, frame_status, hud_lines
+from realtime.hud import NO_FACE_LINE, SMALL_FACE_LINE, SMALL_FACE_PX, frame_status, hud_lines
 from realtime.shaders import SHADER_DIR, shader_source, with_defines
 from realtime.view_transforms import (OVERLAY_DEPTH_MM, SIDE_FILL, image_to_ndc, mirror_sign, overlay_transform,
                                       side_transform)
@@ -58,6 +58,29 @@ def test_hud_lines_end_with_the_frame_status_and_hide():
     lines = ["a"]
     hud_lines(lines, show=True, status="b")
     assert lines == ["a"]  # the caller's list is not changed
+
+
+def test_a_face_too_small_to_read_says_so():
+    lm = np.zeros((478, 3), np.float32)
+    lm[10], lm[152] = (100.0, 80.0, 5.0), (110.0, 80.0 + np.sqrt(40.0 ** 2 - 10.0 ** 2), -3.0)  # 40 px, tilted
+    assert frame_status(True, None, lm) == SMALL_FACE_LINE.format(px=40.0)
+    lm[152, 1] = 80.0 + np.sqrt(SMALL_FACE_PX ** 2 - 10.0 ** 2) + 0.01
+    assert frame_status(True, None, lm) is None
+    assert frame_status(False, None, lm) == NO_FACE_LINE and frame_status(True, "camera lost", lm) == "camera lost"
+
+
+@pytest.mark.slow
+def test_the_real_demo_clip_reads_as_small_only_at_half_size():
+    """carphone's face is ~59 px tall (its weights hold within 0.06 at twice the size); at ×0.5, 29 px."""
+    from tests.real_support import real_clip
+
+    from realtime import realdata
+
+    real_clip("carphone")
+    for resize, small in ((1.0, False), (0.5, True)):
+        t = realdata.tracked("carphone", resize=resize)
+        statuses = [frame_status(True, None, t.landmarks_px[i]) for i in np.flatnonzero(t.found)]
+        assert np.mean([s is not None for s in statuses]) == (1.0 if small else 0.0)
 
 
 def test_shader_defines_follow_the_version_line():
