@@ -57,13 +57,13 @@ def eye_aspect(landmarks_px: np.ndarray, upper: np.ndarray = _UPPER, lower: np.n
     width: the 3-D corner distance (x, y, depth; all px). An open eye is ~0.25–0.34, a shut one
     0.02–0.2 as MediaPipe reports it."""
     p = np.asarray(landmarks_px, dtype=np.float64)
-    lat, med = p[..., _CORNERS[:, 0], :], p[..., _CORNERS[:, 1], :]  # [..., 2, 3]
-    width = np.linalg.norm(med - lat, axis=-1)  # [..., 2]
-    axis = (med - lat)[..., :2]
-    across = np.stack([-axis[..., 1], axis[..., 0]], axis=-1) / np.maximum(
-        np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)  # [..., 2, 2] unit normal in the image
-    gap = ((p[..., upper, :2] - p[..., lower, :2]) * across[..., None, :]).sum(-1)  # [..., 2, P]
-    return np.abs(gap.mean(axis=-1)) / np.maximum(width, 1e-9)
+    a = p[..., _CORNERS[:, 1], :] - p[..., _CORNERS[:, 0], :]  # [..., 2, 3] lateral → medial corner
+    d = (p[..., upper, :2] - p[..., lower, :2]).mean(axis=-2)  # [..., 2, 2] mean lid gap vector (image)
+    # the gap across the corner axis: d · (−a_y, a_x) / |a_xy| (a 2-D cross product)
+    across = np.abs(d[..., 1] * a[..., 0] - d[..., 0] * a[..., 1])
+    planar = np.sqrt(a[..., 0] ** 2 + a[..., 1] ** 2)
+    width = np.sqrt((a * a).sum(axis=-1))
+    return across / np.maximum(planar, 1e-9) / np.maximum(width, 1e-9)
 
 
 def soft_ramp(x: np.ndarray, dead: float | np.ndarray, full: float | np.ndarray) -> np.ndarray:

@@ -242,7 +242,6 @@ def box_qp(g: np.ndarray, c: np.ndarray, start: np.ndarray | None = None, max_it
     w[lo], w[hi] = 0.0, 1.0
     scale = tol * max(1.0, float(np.abs(c).max()))
     for _ in range(max_iter):
-        step = np.zeros(n)
         key = (lo | hi).tobytes() + hi.tobytes()
         hit = cache.get(key)
         if hit is None:
@@ -254,23 +253,26 @@ def box_qp(g: np.ndarray, c: np.ndarray, start: np.ndarray | None = None, max_it
                                 g[np.ix_(free, np.flatnonzero(hi))].sum(axis=1))
         free, inv, pull = hit
         if len(free):
-            step[free] = inv @ (c[free] - pull) - w[free]
-        # largest α ≤ 1 keeping 0 ≤ w + α·step ≤ 1 (only free variables move)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ra = np.where(step < -tol, -w / step, np.inf)
-            rb = np.where(step > tol, (1.0 - w) / step, np.inf)
-        r = np.minimum(ra, rb)
-        k = int(np.argmin(r))
-        if r[k] < 1.0:
-            w = np.clip(w + r[k] * step, 0.0, 1.0)
-            if ra[k] <= rb[k]:
-                w[k], lo[k] = 0.0, True
-            else:
-                w[k], hi[k] = 1.0, True
-            continue
-        w = np.clip(w + step, 0.0, 1.0)
+            wf = w[free]
+            step = inv @ (c[free] - pull) - wf
+            # largest α ≤ 1 keeping 0 ≤ w + α·step ≤ 1 (only free variables move)
+            down, up = step < -tol, step > tol
+            alpha = np.full(len(free), np.inf)
+            alpha[down] = -wf[down] / step[down]
+            alpha[up] = (1.0 - wf[up]) / step[up]
+            j = int(np.argmin(alpha))
+            if alpha[j] < 1.0:
+                w[free] = np.clip(wf + alpha[j] * step, 0.0, 1.0)
+                k = free[j]
+                if down[j]:
+                    w[k], lo[k] = 0.0, True
+                else:
+                    w[k], hi[k] = 1.0, True
+                continue
+            w[free] = np.clip(wf + step, 0.0, 1.0)
         grad = g @ w - c
-        mult = np.where(lo, grad, np.where(hi, -grad, np.inf))  # must be ≥ 0 at the optimum
+        mult = np.where(lo, grad, -grad)  # must be ≥ 0 at the optimum, on the pinned variables
+        mult[free] = np.inf
         k = int(np.argmin(mult))
         if mult[k] >= -scale:
             return w
@@ -430,6 +432,7 @@ def iris_position(landmarks_px: np.ndarray, eye: dict[str, int]) -> np.ndarray:
 GAZE_FULL_ALONG = 0.18  # iris travel along the eye (eye widths) read as a full eyeLookIn/Out
 GAZE_FULL_ACROSS = 0.10  # iris travel up/down (eye widths) read as a full eyeLookUp/Down
 GAZE_DEAD = 0.2  # weights below this fraction of full are noise: subtracted
+_GAZE_FULL = np.array([GAZE_FULL_ALONG, GAZE_FULL_ACROSS])
 
 
 _EYE_IDS = np.array([[e["inner"], e["outer"], e["iris"]] for e in (RIGHT_EYE, LEFT_EYE)])  # [2,3]
@@ -440,13 +443,13 @@ _GAZE_IDX = np.array([_I[n] for n in GAZE_ORDER])
 
 def iris_positions(landmarks_px: np.ndarray) -> np.ndarray:
     """`iris_position` of both eyes at once: [478,3] px → [2,2] (right, left) × (along, across)."""
-    p = np.asarray(landmarks_px, dtype=np.float64)[_EYE_IDS, :2]  # [2,3,2]
-    inner, outer, iris = p[:, 0], p[:, 1], p[:, 2]
-    axis = outer - inner
-    width2 = (axis ** 2).sum(-1)
-    rel = iris - inner
-    perp = np.stack([axis[:, 1], -axis[:, 0]], axis=-1) * _PERP_SIGN
-    return np.stack([(rel * axis).sum(-1) / width2, (rel * perp).sum(-1) / width2], axis=-1)
+    p = np.asarray(landmarks_px)[_EYE_IDS, :2].astype(np.float64)  # [2,3,2]: (inner, outer, iris)
+    axis = p[:, 1] - p[:, 0]
+    rel = p[:, 2] - p[:, 0]
+    out = np.empty((2, 2))
+    out[:, 0] = (rel * axis).sum(-1)
+    out[:, 1] = (axis[:, 1] * rel[:, 0] - axis[:, 0] * rel[:, 1]) * _PERP_SIGN[:, 0]  # rel · (a_y, −a_x)
+    return out / (axis * axis).sum(-1)[:, None]
 
 
 def gaze_array(positions: np.ndarray, neutral: np.ndarray) -> np.ndarray:
@@ -454,8 +457,8 @@ def gaze_array(positions: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     `GAZE_ORDER`. Along the eye axis from the medial corner: larger = towards the lateral corner =
     looking *out* for that eye. Across: positive = up. Each deviation / full travel, minus a dead
     zone, clipped to [0, 1]."""
-    d = (positions - neutral) / np.array([GAZE_FULL_ALONG, GAZE_FULL_ACROSS])  # [2,2]: (h, v) per eye
-    signed = np.stack([d[:, 0], -d[:, 0], d[:, 1], -d[:, 1]], axis=1).reshape(-1)  # out, in, up, down
+    d = (positions - neutral) / _GAZE_FULL  # [2,2]: (h, v) per eye
+    signed = np.stack([d, -d], axis=-1).reshape(-1)  # per eye: out, in, up, down
     return np.clip((signed - GAZE_DEAD) / (1.0 - GAZE_DEAD), 0.0, 1.0)
 
 
