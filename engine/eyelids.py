@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine import frontend_kernel as kernel
+
 # (lateral corner, medial corner, upper lid points, lower lid points), MediaPipe ids; right = the
 # subject's right eye (image left), as engine.retarget.RIGHT_EYE / LEFT_EYE.
 _CORNERS = np.array([[33, 133], [263, 362]])  # [eye, (lateral, medial)]
@@ -43,7 +45,8 @@ DEAD = 0.05  # a closure (1 − r) below this is mostly open-eye noise: reads �
 FULL = 0.33  # a closure of this reads 1
 WIDE_DEAD = 0.12  # an opening (r − 1) below this is mostly noise (neutral frames: r p90 1.04–1.16): reads ≤ 0.21
 WIDE_FULL = 0.35  # an opening of this reads eyeWide 1 (labelled raised brows: r 1.15–1.44)
-_DEADS = np.array([DEAD, DEAD, WIDE_DEAD, WIDE_DEAD])  # (blink right, left, wide right, left)
+LID_UNITS = ("eyeBlinkRight", "eyeBlinkLeft", "eyeWideRight", "eyeWideLeft")  # `OpenEyeReference.lid_values` order
+_DEADS = np.array([DEAD, DEAD, WIDE_DEAD, WIDE_DEAD])  # per LID_UNITS
 _FULLS = np.array([FULL, FULL, WIDE_FULL, WIDE_FULL])
 HISTORY = 300  # frames in the open-eye median (10 s at 30 fps)
 REFRESH = 10  # the median is recomputed every this many frames
@@ -55,25 +58,20 @@ def eye_aspect(landmarks_px: np.ndarray, upper: np.ndarray = _UPPER, lower: np.n
     Gap: the mean of the upper − lower lid distances (pairs: `upper`, `lower` [2,P] ids, by default
     three per eye) across the corner axis in the image plane;
     width: the 3-D corner distance (x, y, depth; all px). An open eye is ~0.25–0.34, a shut one
-    0.02–0.2 as MediaPipe reports it."""
-    p = np.asarray(landmarks_px, dtype=np.float64)
-    a = p[..., _CORNERS[:, 1], :] - p[..., _CORNERS[:, 0], :]  # [..., 2, 3] lateral → medial corner
-    d = (p[..., upper, :2] - p[..., lower, :2]).mean(axis=-2)  # [..., 2, 2] mean lid gap vector (image)
-    # the gap across the corner axis: d · (−a_y, a_x) / |a_xy| (a 2-D cross product)
-    across = np.abs(d[..., 1] * a[..., 0] - d[..., 0] * a[..., 1])
-    planar = np.sqrt(a[..., 0] ** 2 + a[..., 1] ** 2)
-    width = np.sqrt((a * a).sum(axis=-1))
-    return across / np.maximum(planar, 1e-9) / np.maximum(width, 1e-9)
+    0.02–0.2 as MediaPipe reports it. (Compiled: `engine.frontend_kernel.eye_aspects`.)"""
+    p = np.ascontiguousarray(landmarks_px, dtype=np.float64)
+    lead = p.shape[:-2]
+    out = kernel.eye_aspects(p.reshape(-1, *p.shape[-2:]), _CORNERS, np.asarray(upper, dtype=np.int64),
+                             np.asarray(lower, dtype=np.int64))
+    return out.reshape(*lead, 2)
 
 
 def soft_ramp(x: np.ndarray, dead: float | np.ndarray, full: float | np.ndarray) -> np.ndarray:
-    """x [...] → [...] in [0, 1] (dead, full: scalars, or arrays broadcast against x): 0 for x ≤ 0, x²/(2·dead) up to `dead` (a soft knee), then linear
-    (x − dead/2), scaled so that x = `full` reads 1. Noise (x of a few %) stays near 0, and, unlike
-    a hard dead zone, a small x still reads more than none (the start of a blink ranks above an open
-    eye)."""
-    x = np.maximum(np.asarray(x, dtype=np.float64), 0.0)
-    knee = np.where(x < dead, x * x / (2.0 * dead), x - 0.5 * dead)
-    return np.clip(knee / (full - 0.5 * dead), 0.0, 1.0)
+    """x [...] → [...] in [0, 1] (dead, full: scalars, or arrays broadcast against x): 0 for x ≤ 0,
+    x²/(2·dead) up to `dead` (a soft knee), then linear (x − dead/2), scaled so that x = `full` reads
+    1. Noise (x of a few %) stays near 0, and, unlike a hard dead zone, a small x still reads more
+    than none (the start of a blink ranks above an open eye). (Compiled: `engine.frontend_kernel.ramp`.)"""
+    return kernel.ramp_ufunc(np.asarray(x, dtype=np.float64), dead, full)
 
 
 def blink_from_ratio(ratio: np.ndarray) -> np.ndarray:
@@ -141,10 +139,12 @@ class OpenEyeReference:
         self._blink_ref = np.full(2, BLINK_PRIOR)
         self._wide_ref = np.full(2, WIDE_PRIOR)
 
+    def lid_values(self, aspect: np.ndarray) -> np.ndarray:
+        """aspects [2] float64 (right, left) → [4] float64 in `LID_UNITS` order: the closure
+        1 − aspect / blink reference and the opening aspect / wide reference − 1, each ramped."""
+        return kernel.lid_weights(aspect, self._blink_ref, self._wide_ref, _DEADS, _FULLS)
+
     def weights(self, aspect: np.ndarray) -> dict[str, float]:
         """aspects [2] (right, left) → {eyeBlinkRight, eyeBlinkLeft, eyeWideRight, eyeWideLeft}."""
-        a = np.asarray(aspect, dtype=np.float64)
-        # both ramps in one pass: (closure, opening) = (1 − r_blink, r_wide − 1)
-        x = np.concatenate([1.0 - a / self._blink_ref, a / self._wide_ref - 1.0])
-        v = soft_ramp(x, _DEADS, _FULLS).tolist()
-        return {"eyeBlinkRight": v[0], "eyeBlinkLeft": v[1], "eyeWideRight": v[2], "eyeWideLeft": v[3]}
+        v = self.lid_values(np.asarray(aspect, dtype=np.float64)).tolist()
+        return dict(zip(LID_UNITS, v))

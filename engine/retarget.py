@@ -30,7 +30,8 @@ solved weights, e.g. a full lid closure for a real blink that MediaPipe reports 
 + the residual the units do not explain, passed through as observed (orbit ring excepted): landmarks
 in the training distribution, so it outputs a clean dense head that shows the solved expression.
 
-Pure numpy/scipy; arrays float64 inside, float32 out. Lengths in mm.
+numpy, with the per-frame arithmetic compiled (numba, `engine.frontend_kernel`: one implementation, called by
+the functions here); arrays float64 inside, float32 out. Lengths in mm.
 """
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine import frontend_kernel as kernel
 from engine.assets import NUM_EXPRESSIONS
 from engine.expressions import EXPRESSION_NAMES
-from engine.eyelids import OpenEyeReference, eye_aspect
+from engine.eyelids import _CORNERS, _LOWER, _UPPER, LID_UNITS, OpenEyeReference
 
 _I = {n: i for i, n in enumerate(EXPRESSION_NAMES)}
 GAZE_UNITS = tuple(n for n in EXPRESSION_NAMES if n.startswith("eyeLook"))
@@ -110,8 +112,8 @@ class LandmarkModel:
 
         ref = reference_landmarks(head.vertices, emb).astype(np.float64)
 
-        def offsets(targets: np.ndarray) -> np.ndarray:
-            return reference_landmarks(head.vertices[None] + targets, emb).astype(np.float64) - ref
+        def offsets(targets: np.ndarray) -> np.ndarray:  # C order: `synthesise`'s products are then BLAS calls
+            return np.ascontiguousarray(reference_landmarks(head.vertices[None] + targets, emb), dtype=np.float64) - ref
 
         return cls(ref, offsets(head.expression_targets), offsets(head.identity_pos), offsets(head.identity_neg))
 
@@ -123,9 +125,9 @@ class LandmarkModel:
         """Landmarks of identity [..., A] (signed) and expressions [..., 52] → [..., 468, 3] float32 mm."""
         a = np.asarray(identity, dtype=np.float64)
         e = np.asarray(expressions, dtype=np.float64)
-        off = (np.einsum("...a,anc->...nc", np.maximum(a, 0), self.identity_pos)
-               + np.einsum("...a,anc->...nc", np.maximum(-a, 0), self.identity_neg)
-               + np.einsum("...j,jnc->...nc", e, self.expressions))
+        off = (np.tensordot(np.maximum(a, 0), self.identity_pos, axes=1)
+               + np.tensordot(np.maximum(-a, 0), self.identity_neg, axes=1)
+               + np.tensordot(e, self.expressions, axes=1))
         return (self.reference + off).astype(np.float32)
 
 
@@ -219,65 +221,20 @@ class NeutralEstimator:
         self.version += 1
 
 
-CACHE_SETS = 256  # active sets whose free-block inverse `box_qp` keeps per matrix
-
-
 def box_qp(g: np.ndarray, c: np.ndarray, start: np.ndarray | None = None, max_iter: int = 200,
-           tol: float = 1e-9, cache: dict | None = None) -> np.ndarray:
+           tol: float = 1e-9) -> np.ndarray:
     """argmin ½ wᵀ G w − cᵀ w subject to 0 ≤ w ≤ 1, G [n,n] symmetric positive definite, c [n].
 
     Primal active-set method (Nocedal & Wright, Numerical Optimization, §16.5) with the bounds as
     the constraints: solve on the free variables with the others pinned at their bounds; step to the
     first bound hit, or, once feasible, free the pinned variable whose multiplier has the wrong sign.
     Exact (to round-off) in finitely many steps; warm-started from `start` (e.g. the last frame's
-    answer), a frame takes a few ~10 µs solves. cache: a dict kept by the caller for this `g`: the
-    inverse of each active set's free block, by active set (a stream revisits the same few sets, so
-    a solve becomes a product; cleared at `CACHE_SETS` sets). → w [n] float64.
+    answer), a frame takes one or two ~5 µs solves (compiled: `engine.frontend_kernel.box_qp`).
+    → w [n] float64.
     """
-    n = len(c)
-    cache = {} if cache is None else cache
-    w = np.zeros(n) if start is None else np.clip(np.asarray(start, dtype=np.float64), 0.0, 1.0)
-    lo = w <= 0.0
-    hi = w >= 1.0
-    w[lo], w[hi] = 0.0, 1.0
-    scale = tol * max(1.0, float(np.abs(c).max()))
-    for _ in range(max_iter):
-        key = (lo | hi).tobytes() + hi.tobytes()
-        hit = cache.get(key)
-        if hit is None:
-            if len(cache) >= CACHE_SETS:
-                cache.clear()
-            free = np.flatnonzero(~(lo | hi))
-            # pinned variables sit at 0 or 1: their pull on the free ones is G[free, hi] summed
-            hit = cache[key] = (free, np.linalg.inv(g[np.ix_(free, free)]) if len(free) else None,
-                                g[np.ix_(free, np.flatnonzero(hi))].sum(axis=1))
-        free, inv, pull = hit
-        if len(free):
-            wf = w[free]
-            step = inv @ (c[free] - pull) - wf
-            # largest α ≤ 1 keeping 0 ≤ w + α·step ≤ 1 (only free variables move)
-            down, up = step < -tol, step > tol
-            alpha = np.full(len(free), np.inf)
-            alpha[down] = -wf[down] / step[down]
-            alpha[up] = (1.0 - wf[up]) / step[up]
-            j = int(np.argmin(alpha))
-            if alpha[j] < 1.0:
-                w[free] = np.clip(wf + alpha[j] * step, 0.0, 1.0)
-                k = free[j]
-                if down[j]:
-                    w[k], lo[k] = 0.0, True
-                else:
-                    w[k], hi[k] = 1.0, True
-                continue
-            w[free] = np.clip(wf + step, 0.0, 1.0)
-        grad = g @ w - c
-        mult = np.where(lo, grad, -grad)  # must be ≥ 0 at the optimum, on the pinned variables
-        mult[free] = np.inf
-        k = int(np.argmin(mult))
-        if mult[k] >= -scale:
-            return w
-        lo[k] = hi[k] = False
-    return w
+    c = np.ascontiguousarray(c, dtype=np.float64)
+    start = np.zeros(len(c)) if start is None else np.ascontiguousarray(start, dtype=np.float64)
+    return kernel.box_qp(np.ascontiguousarray(g, dtype=np.float64), c, start, int(max_iter), float(tol))
 
 
 EYE_CONTOURS = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246,
@@ -352,12 +309,12 @@ class ExpressionSolver:
         self.exclude = exclude
         self._w = wts  # [468,3]
         a = (basis * wts).reshape(len(self.units), -1).T  # [1404, J]
-        self._a = a
+        self._a = np.ascontiguousarray(a)  # C order: one compiled specialisation of the solver
         g = a.T @ a + ridge * np.eye(len(self.units))
         self._g = g
-        self._last: np.ndarray | None = None
-        self._splits: dict[tuple[str, ...], tuple[np.ndarray, ...]] = {}
-        self._qp_cache: dict[tuple[str, ...], dict] = {}  # per pinned set: box_qp's active-set inverses
+        self._w_flat = np.ascontiguousarray(wts.reshape(-1))
+        self._last = np.zeros(len(self.units))  # warm start: the last answer
+        self._positions = {n: k for k, n in enumerate(SOLVED_UNITS)}
         # L1 penalty per unit, in units of that unit's own weight: a unit must explain at least this
         # much of its full motion before it switches on (secondary units: `secondary`).
         level = np.array([primary if n in free else secondary if n.startswith(SECONDARY_PREFIXES)
@@ -369,31 +326,22 @@ class ExpressionSolver:
 
         pinned {unit: value}: units measured elsewhere (the eyelids, `engine.eyelids`), held at their
         value while the others are solved for what those leave unexplained."""
-        c = self._a.T @ (np.asarray(offset, dtype=np.float64) * self._w).reshape(-1) - self.sparsity
-        if pinned:
-            free, fixed, g_ff, g_fp = self._split(tuple(pinned))
-            x = np.empty(len(self.units))
-            x[fixed] = np.clip(np.fromiter(pinned.values(), dtype=np.float64, count=len(fixed)), 0.0, 1.0)
-            start = None if self._last is None else self._last[free]
-            cache = self._qp_cache.setdefault(tuple(pinned), {})
-            x[free] = box_qp(g_ff, c[free] - g_fp @ x[fixed], start, cache=cache)
-        else:
-            x = box_qp(self._g, c, self._last, cache=self._qp_cache.setdefault((), {}))
-        self._last = x
+        names = tuple(pinned or ())
+        x = self.solve_units(np.asarray(offset, dtype=np.float64).reshape(-1), self.positions(names),
+                             np.array([pinned[n] for n in names], dtype=np.float64))
         out = np.zeros(NUM_EXPRESSIONS, dtype=np.float32)
         out[self.units] = x
         return out
 
-    def _split(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(free positions, pinned positions, G[free, free], G[free, pinned]) for pinned unit names,
-        cached (the pinned set is the same every frame)."""
-        hit = self._splits.get(names)
-        if hit is None:
-            pos = {n: k for k, n in enumerate(SOLVED_UNITS)}
-            fixed = np.array([pos[n] for n in names])
-            free = np.setdiff1d(np.arange(len(self.units)), fixed)
-            hit = self._splits[names] = (free, fixed, self._g[np.ix_(free, free)], self._g[np.ix_(free, fixed)])
-        return hit
+    def positions(self, names: tuple[str, ...]) -> np.ndarray:
+        """Positions [K] int64 of solved units (by name) in the solver's unit order."""
+        return np.array([self._positions[n] for n in names], dtype=np.int64)
+
+    def solve_units(self, offset: np.ndarray, fixed: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """offset [1404] float64 mm; fixed [K] int64 unit positions held at values [K] → the solved
+        units [J] float64 (`engine.frontend_kernel.solve_units`), warm-started from the last answer."""
+        self._last = kernel.solve_units(self._a, self._w_flat, self.sparsity, self._g, offset, fixed, values, self._last)
+        return self._last
 
     def explained_basis(self) -> np.ndarray:
         """[J, 1404] the solved units' landmark offsets at weight 1, response gains included."""
@@ -413,20 +361,14 @@ class GazeNeutral:
 
 
 def iris_position(landmarks_px: np.ndarray, eye: dict[str, int]) -> np.ndarray:
-    """[..., 478, 3] pixel landmarks → [..., 2]: the iris centre in the eye's own 2-D frame, as
-    (along the corner-to-corner axis from the medial corner, across it towards the upper lid), both
-    in units of the eye's width, so independent of image size and face scale."""
-    p = np.asarray(landmarks_px, dtype=np.float64)[..., :2]
-    inner, outer, iris = p[..., eye["inner"], :], p[..., eye["outer"], :], p[..., eye["iris"], :]
-    axis = outer - inner
-    width2 = (axis ** 2).sum(-1)
-    rel = iris - inner
-    along = (rel * axis).sum(-1) / width2
-    perp = np.stack([axis[..., 1], -axis[..., 0]], axis=-1)  # image y is down: rotate so + is up
-    if eye is RIGHT_EYE:
-        perp = -perp
-    across = (rel * perp).sum(-1) / width2
-    return np.stack([along, across], axis=-1)
+    """[..., 478, 3] pixel landmarks → [..., 2]: the iris centre of `eye` (RIGHT_EYE or LEFT_EYE) in
+    the eye's own 2-D frame, as (along the corner-to-corner axis from the medial corner, across it
+    towards the upper lid), both in units of the eye's width, so independent of image size and face
+    scale."""
+    p = np.ascontiguousarray(landmarks_px, dtype=np.float64)
+    lead = p.shape[:-2]
+    pos = kernel.iris_positions(p.reshape(-1, *p.shape[-2:]), _EYE_IDS, _PERP_SIGN)
+    return pos[:, 0 if eye is RIGHT_EYE else 1].reshape(*lead, 2)
 
 
 GAZE_FULL_ALONG = 0.18  # iris travel along the eye (eye widths) read as a full eyeLookIn/Out
@@ -436,20 +378,14 @@ _GAZE_FULL = np.array([GAZE_FULL_ALONG, GAZE_FULL_ACROSS])
 
 
 _EYE_IDS = np.array([[e["inner"], e["outer"], e["iris"]] for e in (RIGHT_EYE, LEFT_EYE)])  # [2,3]
-_PERP_SIGN = np.array([[-1.0], [1.0]])  # the right eye's frame is mirrored: + is up for both
+_PERP_SIGN = np.array([-1.0, 1.0])  # the right eye's frame is mirrored: + is up for both
 GAZE_ORDER = tuple(f"eyeLook{d}{side}" for side in ("Right", "Left") for d in ("Out", "In", "Up", "Down"))
 _GAZE_IDX = np.array([_I[n] for n in GAZE_ORDER])
 
 
 def iris_positions(landmarks_px: np.ndarray) -> np.ndarray:
     """`iris_position` of both eyes at once: [478,3] px → [2,2] (right, left) × (along, across)."""
-    p = np.asarray(landmarks_px)[_EYE_IDS, :2].astype(np.float64)  # [2,3,2]: (inner, outer, iris)
-    axis = p[:, 1] - p[:, 0]
-    rel = p[:, 2] - p[:, 0]
-    out = np.empty((2, 2))
-    out[:, 0] = (rel * axis).sum(-1)
-    out[:, 1] = (axis[:, 1] * rel[:, 0] - axis[:, 0] * rel[:, 1]) * _PERP_SIGN[:, 0]  # rel · (a_y, −a_x)
-    return out / (axis * axis).sum(-1)[:, None]
+    return kernel.iris_positions(np.ascontiguousarray(landmarks_px, dtype=np.float64)[None], _EYE_IDS, _PERP_SIGN)[0]
 
 
 def gaze_array(positions: np.ndarray, neutral: np.ndarray) -> np.ndarray:
@@ -457,9 +393,8 @@ def gaze_array(positions: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     `GAZE_ORDER`. Along the eye axis from the medial corner: larger = towards the lateral corner =
     looking *out* for that eye. Across: positive = up. Each deviation / full travel, minus a dead
     zone, clipped to [0, 1]."""
-    d = (positions - neutral) / _GAZE_FULL  # [2,2]: (h, v) per eye
-    signed = np.stack([d, -d], axis=-1).reshape(-1)  # per eye: out, in, up, down
-    return np.clip((signed - GAZE_DEAD) / (1.0 - GAZE_DEAD), 0.0, 1.0)
+    return kernel.gaze(np.ascontiguousarray(positions, dtype=np.float64), np.ascontiguousarray(neutral, dtype=np.float64),
+                       _GAZE_FULL, GAZE_DEAD)
 
 
 def gaze_weights(landmarks_px: np.ndarray, neutral: GazeNeutral) -> dict[str, float]:
@@ -506,8 +441,8 @@ _ZONED = np.array([_I[n] for n in SOLVED_UNITS if n not in PRIMARY_UNITS])
 def dead_zone(weights: np.ndarray, zone: float = DEAD_ZONE) -> np.ndarray:
     """weights [..., 52] → a float32 copy with the non-primary solved units mapped
     w ↦ clip((w − zone) / (1 − zone), 0, 1); the primary units, gaze and tongueOut unchanged."""
-    out = np.array(weights, dtype=np.float32, copy=True)
-    out[..., _ZONED] = np.clip((out[..., _ZONED] - zone) / (1.0 - zone), 0.0, 1.0)
+    out = np.array(weights, dtype=np.float32, copy=True, order="C")
+    kernel.dead_zone_rows(out.reshape(-1, NUM_EXPRESSIONS), _ZONED, float(zone))
     return out
 
 
@@ -554,7 +489,11 @@ class Retargeter:
             gained[self.solver.units] = self.solver.explained_basis()
             motion -= (np.broadcast_to(self._keep, model.reference.shape).reshape(-1)) * gained
         self._motion = motion
-        self._keep_flat = np.broadcast_to(self._keep, model.reference.shape).reshape(-1).copy()
+        # what passes through as observed (empty: nothing, `residual=False`)
+        self._keep_flat = np.broadcast_to(self._keep, model.reference.shape).reshape(-1).copy() if residual \
+            else np.zeros(0)
+        self._lid_fixed = self.solver.positions(LID_UNITS)  # the measured lids' positions among the solved units
+        self._lid_ids = np.array([_I[n] for n in LID_UNITS])
         self._gaze = np.empty((GAZE_HISTORY, 2, 2))  # ring of recent iris positions
         self._gaze_n = 0
         self._gaze_neutral: np.ndarray | None = None  # [2,2] looking-ahead iris positions
@@ -612,19 +551,32 @@ class Retargeter:
             if self._gaze_n % 10 == 1 or self._gaze_neutral is None:
                 self._gaze_neutral = np.median(self._gaze[:min(self._gaze_n, GAZE_HISTORY)], axis=0)
 
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) the kernels with the exact types a frame uses, on a
+        copy: this retargeter's state is untouched, and no frame waits for the compiler."""
+        from copy import deepcopy
+
+        px = np.zeros((478, 3), dtype=np.float32)
+        px[:, 0] = np.arange(478) % 23
+        px[:, 1] = np.arange(478) % 17
+        deepcopy(self)(self.estimator.neutral.astype(np.float32), px)
+        dead_zone(np.zeros(NUM_EXPRESSIONS, dtype=np.float32))
+
     def __call__(self, landmarks_norm: np.ndarray, landmarks_px: np.ndarray | None = None) -> RetargetResult:
         x = np.asarray(landmarks_norm, dtype=np.float64)
         if self._calib_left > 0:
             self._calib.append(x)
             self._calib_left -= 1
-        pos = pinned = aspect = None
-        if self.image_lids and landmarks_px is not None and len(landmarks_px) >= 468:
-            aspect = eye_aspect(landmarks_px)
+        pos = aspect = None
+        px = None if landmarks_px is None or len(landmarks_px) < 468 \
+            else np.ascontiguousarray(landmarks_px, dtype=np.float64)[None]
+        if self.image_lids and px is not None:
+            aspect = kernel.eye_aspects(px, _CORNERS, _UPPER, _LOWER)[0]
             if self._calib_left > 0:
                 self._calib_eyes.append(aspect)
             self.eyelids.update(aspect)
-        if landmarks_px is not None and len(landmarks_px) >= 478:
-            pos = iris_positions(landmarks_px)
+        if px is not None and px.shape[1] >= 478:
+            pos = kernel.iris_positions(px, _EYE_IDS, _PERP_SIGN)[0]
             self._gaze_update(pos)
         if self._calib_left == 0 and self._calib:
             self.estimator.calibrate(np.stack(self._calib))
@@ -634,17 +586,14 @@ class Retargeter:
             if self._calib_eyes:
                 self.eyelids.calibrate(np.stack(self._calib_eyes))
             self._calib, self._calib_gaze, self._calib_eyes = [], [], []
-        if aspect is not None:  # the lids are measured in the image (engine.eyelids), not solved
-            pinned = self.eyelids.weights(aspect)
+        # the lids are measured in the image (engine.eyelids), not solved: held at their value
+        lids = _NO_VALUES if aspect is None else self.eyelids.lid_values(aspect)
         self.estimator.update(x)
         neutral = self.estimator.neutral
-        d = x - neutral
-        raw = self.solver.solve(d, pinned)
-        w = dead_zone(raw, self.dead_zone)
-        for name, value in (pinned or {}).items():  # measured, not solved: no dead zone
-            w[_I[name]] = value
-        if pos is not None and self._gaze_neutral is not None:
-            w[_GAZE_IDX] = gaze_array(pos, self._gaze_neutral)
+        d = (x - neutral).reshape(-1)
+        raw = self.solver.solve_units(d, _NO_UNITS if aspect is None else self._lid_fixed, lids)
+        gaze = _NO_VALUES if pos is None or self._gaze_neutral is None else \
+            kernel.gaze(pos, self._gaze_neutral, _GAZE_FULL, GAZE_DEAD)
         version = self.estimator.version
         if version != self._identity_for:
             # identity cannot change within a session: the mean of every fit so far (a calibration
@@ -655,11 +604,16 @@ class Retargeter:
                 self._identity = (self._id_sum / self._id_count).astype(np.float32)
             self._identity_lms = self.model.synthesise(self._identity, np.zeros(NUM_EXPRESSIONS)).astype(np.float64)
             self._identity_for = version
-        # what the 43 units do not explain (speech shapes, asymmetries, noise) passes through as
-        # observed, except on the orbit ring, whose real motion contradicts anny's (`_motion`)
-        flat = raw.astype(np.float64) @ self._motion
-        if self.residual:
-            flat += self._keep_flat * d.reshape(-1)
-        lms = self._identity_lms + flat.reshape(-1, 3)
-        return RetargetResult(w, self._identity, lms.astype(np.float32))
+        # decoder input: anny's motion for the solved weights, plus what the 43 units do not explain
+        # (speech shapes, asymmetries, noise) passed through as observed, except on the orbit ring,
+        # whose real motion contradicts anny's (`_motion`, `_keep_flat`); measured units (lids, gaze)
+        # are written as they are, with no dead zone
+        w, lms = kernel.assemble(raw, self.solver.units, _ZONED, self.dead_zone,
+                                 _NO_UNITS if aspect is None else self._lid_ids, lids,
+                                 _NO_UNITS if len(gaze) == 0 else _GAZE_IDX, gaze, self._motion, self._keep_flat, d,
+                                 self._identity_lms.reshape(-1))
+        return RetargetResult(w, self._identity, lms.reshape(-1, 3))
 
+
+_NO_UNITS = np.zeros(0, dtype=np.int64)
+_NO_VALUES = np.zeros(0)

@@ -96,6 +96,7 @@ class Models:
             from engine.retarget import Retargeter
 
             retargeter = Retargeter.load()
+            retargeter.warm_up()  # its compiled kernels, before the first frame
         backend = create_backend(model.backend, model_path=model.model, threads=decoder_threads(model, overlap))
         if model.backend != "auto":  # auto logs its own line, with what it skipped
             log.info("back-end: %s on %s", backend.name, backend.device)

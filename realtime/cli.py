@@ -14,7 +14,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default="native,640x480,1280x720", help="comma list: native, 640x480, 1280x720")
     p.add_argument("--modes", default="track,headless,full",
                    help="comma list of track, headless, full (overlapped, as the app runs), headless-serial, "
-                        "full-serial (one frame at a time, for comparison)")
+                        "full-serial (one frame at a time, for comparison), headless-export, full-export (with "
+                        "the take writer), headless-direct, full-direct (without the real-face front end)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run all the modes this many times, interleaved, and report medians (the machine's speed "
+                        "drifts between runs: compare variants within one run)")
     p.add_argument("--min-frames", type=int, default=600, help="frames per measured run (at least)")
     p.add_argument("--min-time", type=float, default=5.0, help="seconds per measured run (at least)")
     p.add_argument("--warmup", type=int, default=30, help="frames dropped before measuring")
@@ -71,8 +75,10 @@ def dispatch(args: argparse.Namespace) -> int:
             if bad:
                 raise UserError(f"unknown size/mode {', '.join(bad)}; sizes: {', '.join(bench.SIZES)}; "
                                 f"modes: {', '.join(bench.MODES)}")
+            if args.repeat < 1:
+                raise UserError(f"--repeat {args.repeat}: use 1 or more rounds")
             result = bench.run_bench(sizes, modes, args.backend, args.min_frames, args.min_time, args.warmup,
-                                     paced=args.paced)
+                                     paced=args.paced, repeat=args.repeat)
             print(bench.format_table(result))
         if args.decoder:
             from engine.bench_decoder import run_decoder_bench

@@ -10,9 +10,9 @@ import pytest
 
 from engine.expressions import EXPRESSION_NAMES
 from engine.real_metrics import auc
-from engine.retarget import (LEFT_EYE, RIGHT_EYE, SOLVED_UNITS, ExpressionSolver, GazeNeutral,
-                             NeutralEstimator, Retargeter, box_qp, close_lips, gaze_weights, iris_position,
-                             lip_gap, orbit_ring)
+from engine.retarget import (DEAD_ZONE, LEFT_EYE, PRIMARY_UNITS, RIGHT_EYE, SOLVED_UNITS, ExpressionSolver,
+                             GazeNeutral, NeutralEstimator, Retargeter, box_qp, close_lips, dead_zone, gaze_weights,
+                             iris_position, lip_gap, orbit_ring)
 
 I = {n: i for i, n in enumerate(EXPRESSION_NAMES)}
 
@@ -28,7 +28,6 @@ def test_box_qp_matches_scipy_bvls_and_the_kkt_conditions():
         a = rng.normal(size=(3 * n + 4, n))
         a[:, 0] += 0.9 * a[:, -1]  # correlated columns, as blendshapes are
         g = a.T @ a + 1e-3 * np.eye(n)
-        cache: dict = {}  # kept across the problems of one matrix, as the solver keeps it across frames
         for _ in range(5):
             c = g @ rng.uniform(-0.5, 1.5, n) + rng.normal(size=n)
             w = box_qp(g, c)
@@ -43,9 +42,7 @@ def test_box_qp_matches_scipy_bvls_and_the_kkt_conditions():
             ref = lsq_linear(lc.T, np.linalg.solve(lc, c), bounds=(0, 1), method="bvls", tol=1e-12).x
             assert np.allclose(w, ref, atol=1e-7)
             assert np.allclose(box_qp(g, c, start=rng.uniform(0, 1, n)), w, atol=1e-7)  # warm start
-            assert np.allclose(box_qp(g, c, cache=cache), w, atol=1e-7)  # active sets' inverses kept
-            assert np.allclose(box_qp(g, c, start=w, cache=cache), w, atol=1e-7)
-        assert cache and all(len(k) == 2 * n for k in cache)
+            assert np.allclose(box_qp(g, c, start=w), w, atol=1e-7)  # started at the answer: stays there
 
 
 def test_solver_recovers_weights_of_clean_offsets(retargeter):
@@ -176,3 +173,34 @@ def test_the_looking_ahead_gaze_keeps_adapting_past_its_history():
     r.reset()
     r._gaze_update(a)
     assert np.allclose(r._gaze_neutral, a)
+
+
+def test_dead_zone_maps_only_the_secondary_solved_units():
+    """w ↦ clip((w − z)/(1 − z), 0, 1) on the solved units outside PRIMARY_UNITS; the primary units,
+    gaze and tongueOut pass unchanged; any leading shape; the input is not modified."""
+    rng = np.random.default_rng(5)
+    w = rng.uniform(0, 1, (3, 4, 52)).astype(np.float32)
+    kept = w.copy()
+    out = dead_zone(w)
+    assert out.shape == w.shape and out.dtype == np.float32 and np.array_equal(w, kept)
+    zoned = [I[n] for n in SOLVED_UNITS if n not in PRIMARY_UNITS]
+    other = [j for j in range(52) if j not in zoned]
+    z = np.float32(DEAD_ZONE)
+    assert np.allclose(out[..., zoned], np.clip((w[..., zoned] - z) / (1 - z), 0, 1), atol=1e-7)
+    assert np.array_equal(out[..., other], w[..., other])
+    assert len(zoned) > 30 and I["jawOpen"] in other and I["eyeLookInLeft"] in other
+
+
+def test_warm_up_leaves_the_person_untouched(retargeter):
+    """warm_up compiles on a copy: the neutral, the lid and gaze histories and the solver's warm start
+    are those of before, so the first real frame reads exactly as without it."""
+    import copy
+
+    a, b = copy.deepcopy(retargeter), copy.deepcopy(retargeter)
+    a.warm_up()
+    assert a.estimator.frames_used == b.estimator.frames_used and a._gaze_n == b._gaze_n
+    assert np.array_equal(a.solver._last, b.solver._last) and np.array_equal(a.eyelids.value[0], b.eyelids.value[0])
+    x = a.estimator.neutral.astype(np.float32) + 0.3
+    px = np.random.default_rng(1).uniform(0, 200, (478, 3)).astype(np.float32)
+    ra, rb = a(x, px), b(x, px)
+    assert np.array_equal(ra.weights, rb.weights) and np.array_equal(ra.landmarks, rb.landmarks)
