@@ -18,4 +18,4 @@ soak: install
 	.venv/bin/python -m pytest -q -m soak
 
 bench: install
-	.venv/bin/python main.py bench --decoder --pipeline --modes track,headless,full,headless-serial,full-serial --batches 1,64,256,1024 --json docs/benchmarks/cpu.json --plot docs/benchmarks/cpu.png
+	.venv/bin/python main.py bench --decoder --pipeline --modes track,headless,headless-direct,full,headless-serial,full-serial --repeat 3 --batches 1,64,256,1024 --json docs/benchmarks/cpu.json --plot docs/benchmarks/cpu.png

@@ -71,6 +71,7 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
                                                         "--ray-address", "127.0.0.1:1"]),
         ("batch output is a file", ["batch", str(text), "--out", str(text)]),
         ("export-take of a folder that is not a take", ["export-take", str(folder)]),
+        ("bench with zero rounds", ["bench", "--repeat", "0"]),
         ("not a number", base + ["--frames", "many"]),
         ("a choice that does not exist", base + ["--msaa", "3"]),
         ("an unknown option", base + ["--colour", "red"]),
