@@ -42,7 +42,7 @@ import numpy as np
 from engine import frontend_kernel as kernel
 from engine.assets import NUM_EXPRESSIONS
 from engine.expressions import EXPRESSION_NAMES
-from engine.eyelids import _CORNERS, _LOWER, _UPPER, LID_UNITS, OpenEyeReference
+from engine.eyelids import LID_UNITS, OpenEyeReference, eye_aspect
 
 _I = {n: i for i, n in enumerate(EXPRESSION_NAMES)}
 GAZE_UNITS = tuple(n for n in EXPRESSION_NAMES if n.startswith("eyeLook"))
@@ -571,7 +571,7 @@ class Retargeter:
         px = None if landmarks_px is None or len(landmarks_px) < 468 \
             else np.ascontiguousarray(landmarks_px, dtype=np.float64)[None]
         if self.image_lids and px is not None:
-            aspect = kernel.eye_aspects(px, _CORNERS, _UPPER, _LOWER)[0]
+            aspect = eye_aspect(px)[0]
             if self._calib_left > 0:
                 self._calib_eyes.append(aspect)
             self.eyelids.update(aspect)

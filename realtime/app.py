@@ -96,7 +96,11 @@ class Models:
             from engine.retarget import Retargeter
 
             retargeter = Retargeter.load()
+            t0 = time.perf_counter()
             retargeter.warm_up()  # its compiled kernels, before the first frame
+            if time.perf_counter() - t0 > 1.0:  # the first run on this machine compiles them
+                log.info("compiled the front end's kernels in %.0f s (once: numba keeps them for later runs)",
+                         time.perf_counter() - t0)
         backend = create_backend(model.backend, model_path=model.model, threads=decoder_threads(model, overlap))
         if model.backend != "auto":  # auto logs its own line, with what it skipped
             log.info("back-end: %s on %s", backend.name, backend.device)
