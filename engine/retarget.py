@@ -365,10 +365,7 @@ def iris_position(landmarks_px: np.ndarray, eye: dict[str, int]) -> np.ndarray:
     the eye's own 2-D frame, as (along the corner-to-corner axis from the medial corner, across it
     towards the upper lid), both in units of the eye's width, so independent of image size and face
     scale."""
-    p = np.ascontiguousarray(landmarks_px, dtype=np.float64)
-    lead = p.shape[:-2]
-    pos = kernel.iris_positions(p.reshape(-1, *p.shape[-2:]), _EYE_IDS, _PERP_SIGN)
-    return pos[:, 0 if eye is RIGHT_EYE else 1].reshape(*lead, 2)
+    return iris_positions(landmarks_px)[..., 0 if eye is RIGHT_EYE else 1, :]
 
 
 GAZE_FULL_ALONG = 0.18  # iris travel along the eye (eye widths) read as a full eyeLookIn/Out
@@ -384,8 +381,10 @@ _GAZE_IDX = np.array([_I[n] for n in GAZE_ORDER])
 
 
 def iris_positions(landmarks_px: np.ndarray) -> np.ndarray:
-    """`iris_position` of both eyes at once: [478,3] px → [2,2] (right, left) × (along, across)."""
-    return kernel.iris_positions(np.ascontiguousarray(landmarks_px, dtype=np.float64)[None], _EYE_IDS, _PERP_SIGN)[0]
+    """`iris_position` of both eyes at once: [..., 478, 3] px → [..., 2, 2] (right, left) × (along, across)."""
+    p = np.ascontiguousarray(landmarks_px, dtype=np.float64)
+    pos = kernel.iris_positions(p.reshape(-1, *p.shape[-2:]), _EYE_IDS, _PERP_SIGN)
+    return pos.reshape(*p.shape[:-2], 2, 2)
 
 
 def gaze_array(positions: np.ndarray, neutral: np.ndarray) -> np.ndarray:
@@ -576,7 +575,7 @@ class Retargeter:
                 self._calib_eyes.append(aspect)
             self.eyelids.update(aspect)
         if px is not None and px.shape[1] >= 478:
-            pos = kernel.iris_positions(px, _EYE_IDS, _PERP_SIGN)[0]
+            pos = iris_positions(px[0])
             self._gaze_update(pos)
         if self._calib_left == 0 and self._calib:
             self.estimator.calibrate(np.stack(self._calib))
@@ -592,8 +591,7 @@ class Retargeter:
         neutral = self.estimator.neutral
         d = (x - neutral).reshape(-1)
         raw = self.solver.solve_units(d, _NO_UNITS if aspect is None else self._lid_fixed, lids)
-        gaze = _NO_VALUES if pos is None or self._gaze_neutral is None else \
-            kernel.gaze(pos, self._gaze_neutral, _GAZE_FULL, GAZE_DEAD)
+        gaze = _NO_VALUES if pos is None or self._gaze_neutral is None else gaze_array(pos, self._gaze_neutral)
         version = self.estimator.version
         if version != self._identity_for:
             # identity cannot change within a session: the mean of every fit so far (a calibration
