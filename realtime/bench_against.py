@@ -97,7 +97,13 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.pairs):
                 order = ("new", "old") if i % 2 == 0 else ("old", "new")
                 for build in order:
-                    track, headless, ratio = _ratio(ROOT if build == "new" else old, sys.executable, args.size)
+                    checkout = ROOT if build == "new" else old
+                    try:
+                        track, headless, ratio = _ratio(checkout, sys.executable, args.size)
+                    except (subprocess.CalledProcessError, KeyError, ValueError) as exc:
+                        print(f"the {build} build's bench failed ({exc}); run `python main.py bench --sizes "
+                              f"{args.size} --modes {MODES}` in {checkout} to see why", file=sys.stderr)
+                        return 1
                     runs.append({"pair": i + 1, "build": build, "track_fps": track, "headless_fps": headless,
                                  "ratio": ratio})
                     print(f"pair {i + 1:2d} {build}: track {track:6.1f} headless {headless:6.1f} FPS, "
