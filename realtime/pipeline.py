@@ -158,7 +158,9 @@ class Pipeline:
         self.front_stages, self.depth = int(front_stages), int(depth)
 
     def _capture(self) -> FrameRecord | None:
-        """Read one frame into a new record; None at end of stream."""
+        """Read one frame into a new record; None at end of stream. `capture` is the time the read
+        worked; `wait`, from a source that says how long it waited for the frame (a camera, a paced
+        clip: `SourceFrame.waited_ms`), the idle rest."""
         t0 = time.perf_counter()
         frame = self.source.read()
         if frame is None:
@@ -166,7 +168,14 @@ class Pipeline:
         record = FrameRecord(frame_id=frame.index, t_capture=frame.t_capture,
                              timestamp_ms=frame.timestamp_ms, image=frame.image,
                              source_note=getattr(frame, "lost", None))
-        record.timings_ms["capture"] = (time.perf_counter() - t0) * 1e3
+        elapsed = (time.perf_counter() - t0) * 1e3
+        waited = getattr(frame, "waited_ms", None)
+        if waited is None:
+            record.timings_ms["capture"] = elapsed
+        else:
+            waited = min(max(float(waited), 0.0), elapsed)
+            record.timings_ms["capture"] = elapsed - waited
+            record.timings_ms["wait"] = waited
         return record
 
     def _run_stages(self, record: FrameRecord, stages: Sequence[Stage]) -> None:

@@ -72,7 +72,8 @@ class FrameRecord:
         (anny-domain landmarks of the person's identity and solved expression); None on the direct path.
     vertices: [V,3] dense head in the head frame, mm.
     expressions: [52] ARKit-named expression weights in [0,1] (order: engine expression names).
-    timings_ms: per-stage wall time in milliseconds.
+    timings_ms: per-stage wall time in milliseconds; `wait` (cameras, paced clips): the time the
+        source idled until the frame came, kept apart from `capture`'s work.
     t_sent: `time.perf_counter()` seconds when the OSC stage handed the frame off (latency end).
     source_note: set when the source could not deliver a real frame (a camera unplugged): what the
         view says; the image is a stand-in and is not tracked.

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -43,6 +43,9 @@ class SourceFrame:
     index: running frame number from the source (starts at 0; a camera's skipped frames leave gaps).
     lost: None for a real frame; for a stand-in while a camera is unplugged, the message to show
     (the image is then the last real one, or black, and must not be tracked).
+    waited_ms: how long `read()` waited for this frame — for a camera to deliver it, for a paced
+    clip until it was due — which is idle time, not work (the pipeline's `wait` stage); None from a
+    source that never waits (a clip played as fast as possible, images).
     """
 
     image: np.ndarray
@@ -50,6 +53,7 @@ class SourceFrame:
     t_capture: float
     index: int
     lost: str | None = None  # set on a stand-in frame while the camera is gone: what the view should say
+    waited_ms: float | None = None
 
 
 @runtime_checkable
@@ -260,7 +264,9 @@ class CameraSource(_SourceBase):
     def read(self) -> SourceFrame | None:
         """The newest frame not yet returned, or — once the camera has been silent for `lost_after_s`
         — a stand-in frame every 1/DEFAULT_FPS s (`lost` set). Raises SourceError after
-        `give_up_after_s` without a real frame (if set). None once closed."""
+        `give_up_after_s` without a real frame (if set). None once closed. The frame's `waited_ms`
+        is the time spent here: the capture thread decodes, so all of it is waiting for the camera."""
+        t_enter = time.perf_counter()
         with self._cond:
             while not self._closed and (self._slot is None or self._slot.index <= self._last_returned):
                 now = time.perf_counter()
@@ -272,7 +278,7 @@ class CameraSource(_SourceBase):
                 if silent > self.lost_after_s:
                     self._cond.wait(1.0 / DEFAULT_FPS)
                     if self._slot is None or self._slot.index <= self._last_returned:
-                        return self._stand_in()
+                        return replace(self._stand_in(), waited_ms=(time.perf_counter() - t_enter) * 1e3)
                     break
                 self._cond.wait(min(0.05, self.lost_after_s))
             if self._closed:
@@ -281,7 +287,7 @@ class CameraSource(_SourceBase):
             self._last_returned = frame.index
             self._last_image = frame.image
             self._last_real_t = frame.t_capture
-            return frame
+            return replace(frame, waited_ms=(time.perf_counter() - t_enter) * 1e3)
 
     def _stand_in(self) -> SourceFrame:
         """What `read` returns while the camera is gone: the last image (or black), marked lost."""
@@ -395,14 +401,16 @@ class VideoSource(_SourceBase):
         if self._t0 is None:  # the clock starts (or restarts) with this frame due now
             self._t0 = time.perf_counter() - i / self._fps
         due = self._t0 + i / self._fps
+        waited = None
         if self.realtime:
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
+            t_wait = time.perf_counter()
+            if due > t_wait:
+                time.sleep(due - t_wait)
+            waited = (time.perf_counter() - t_wait) * 1e3
         self._index += 1
         t = time.perf_counter()
         return SourceFrame(_postprocess(img, self.resize, self.mirror), round(i * 1000.0 / self._fps),
-                           due if self.realtime else t, i)
+                           due if self.realtime else t, i, waited_ms=waited)
 
     def restart_clock(self) -> None:
         """Pace from now on: the next frame is due at once (the app calls this when its loop starts,

@@ -59,6 +59,10 @@ def test_realtime_pacing_vs_as_fast_as_possible():
     # t_capture of a paced source is the frame's due time: evenly spaced at 1/fps
     dt = np.diff([f.t_capture for f in frames])
     assert np.allclose(dt, 1 / DEMO_FPS, atol=1e-6)
+    # a paced clip says how long each read waited for its frame (idle, not work); a fast one never waits
+    waits = np.array([f.waited_ms for f in frames[1:]])
+    assert np.all(waits >= 0) and np.median(waits) > 0.5 * 1e3 / DEMO_FPS and waits.sum() <= paced * 1e3
+    assert all(f.waited_ms is None for f in fast_frames)
 
 
 def test_loop_to_and_resize_and_mirror(demo_frames):
@@ -176,6 +180,7 @@ def test_camera_thread_latest_frame_wins_and_reconnects():
     assert all(b > a for a, b in zip(idx, idx[1:]))  # never the same frame twice
     assert all(b > a for a, b in zip(ts, ts[1:]))
     assert idx[-1] - idx[0] > len(frames)  # some frames were dropped: latest frame wins
+    assert all(f.waited_ms is not None and f.waited_ms >= 0 for f in frames)  # a camera read only waits
     assert cam.read() is None  # closed
     cam.close()
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -105,6 +107,25 @@ class _Mark:
     def __call__(self, record: FrameRecord) -> None:
         self.seen.append(record.frame_id)
         record.face_found = record.frame_id % 2 == 0
+
+
+class _WaitingSource(_ListSource):
+    """Each read sleeps 30 ms and says it waited 25 of them (as a camera or a paced clip does)."""
+
+    def read(self):
+        f = super().read()
+        if f is None:
+            return None
+        time.sleep(0.03)
+        return replace(f, waited_ms=25.0)
+
+
+def test_pipeline_times_the_sources_wait_apart_from_capture():
+    r = Pipeline(_WaitingSource(3), [_Mark("track")]).step()
+    assert r.timings_ms["wait"] == 25.0  # what the source said it waited
+    assert 4.0 <= r.timings_ms["capture"] < 25.0  # the rest of the read's 30 ms (and more, on a busy machine)
+    assert list(r.timings_ms)[:2] == ["capture", "wait"]
+    assert "wait" not in Pipeline(_ListSource(3), [_Mark("track")]).step().timings_ms  # a source that never waits
 
 
 def test_pipeline_runs_stages_in_order_and_counts(tmp_path):
