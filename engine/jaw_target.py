@@ -20,13 +20,12 @@ left-right symmetric. The clips: cap12, cap13 and carphone, whose mouths are ope
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from engine.assets import MODELS_DIR, load_npz_asset
+from engine.assets import MODELS_DIR
+from engine.real_target import RealTarget, load_real_target, save_real_target
 
 JAW_PATH = MODELS_DIR / "real_jaw.npz"
 FIT_INPUTS = ("cap12", "cap13", "carphone")
@@ -35,13 +34,9 @@ MOVING_MM = 1.0  # landmarks anny's jaw moves by more than this take the fitted 
 REFIT = "refit it with `python main.py build-assets --jaw` (needs the real clips: `make install`)"
 
 
-@dataclass(frozen=True)
-class JawTarget:
-    """target [468,3] float32 mm: the landmark offset of jawOpen = 1 in the normalised frame;
-    info: how it was made (inputs, their SHA-256, frames, MediaPipe version, GAP_MM)."""
-
-    target: np.ndarray
-    info: dict
+JawTarget = RealTarget
+"""target [468,3] mm: the landmark offset of jawOpen = 1 in the normalised frame; info: how it was made
+(inputs, their SHA-256, frames, MediaPipe version, GAP_MM)."""
 
 
 def fit_jaw_target(anny_jaw: np.ndarray, reference: np.ndarray, clips: list[np.ndarray],
@@ -69,18 +64,10 @@ def fit_jaw_target(anny_jaw: np.ndarray, reference: np.ndarray, clips: list[np.n
 
 
 def save_jaw_target(jaw: JawTarget, path: Path = JAW_PATH) -> None:
-    """Write the target and its provenance (atomic: a temporary file, then a rename)."""
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, target=np.asarray(jaw.target, np.float32), info=np.array(json.dumps(jaw.info)))
-    tmp.replace(path)
+    """Write the target and its provenance (`engine.real_target.save_real_target`)."""
+    save_real_target(jaw, path)
 
 
 def load_jaw_target(path: Path = JAW_PATH) -> JawTarget:
-    """The shipped target; a missing or unreadable file → one-line CheckpointError."""
-    def build(z) -> JawTarget:
-        target = np.asarray(z["target"], dtype=np.float64)
-        if target.shape != (468, 3) or not np.isfinite(target).all():
-            raise ValueError(f"target has shape {target.shape} or non-finite values")
-        return JawTarget(target, json.loads(str(z["info"])))
-
-    return load_npz_asset(path, build, REFIT)
+    """The shipped target [468,3]; a missing or unreadable file → one-line CheckpointError."""
+    return load_real_target(path, (468, 3), REFIT)

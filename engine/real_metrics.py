@@ -24,6 +24,8 @@ LIPS_CLOSED_MM = 1.0  # lip gap at or below this: lips closed
 BLINK_WINDOW = 2  # a labelled blink's peak weight is the max within ± this many frames of its range
 OPEN_MARGIN = 6  # open-eye frames are at least this many frames from any labelled blink
 MOVE_THRESHOLD = 0.1  # a weight "moves" when it exceeds this somewhere
+AROUND_BLINK = (3, 8)  # a blink's open surroundings: 3–8 frames before its first and after its last frame
+BROW_UP = ("browInnerUp", "browOuterUpLeft", "browOuterUpRight")
 
 
 def face_height_px(landmarks_px: np.ndarray) -> np.ndarray:
@@ -71,6 +73,21 @@ def _frames(ranges: list, n: int) -> np.ndarray:
     return m
 
 
+def blink_surroundings(blinks: list, found: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per labelled blink [first, last] with a face in both: (its frames, the open frames around it —
+    `AROUND_BLINK` before and after), as frame ids; blinks missing either are left out."""
+    near, far = AROUND_BLINK
+    n = len(found)
+    out = []
+    for a, b in blinks:
+        peak = np.array([f for f in range(a, b + 1) if 0 <= f < n and found[f]], dtype=int)
+        around = np.array([f for f in [*range(a - far, a - near + 1), *range(b + near, b + far + 1)]
+                           if 0 <= f < n and found[f]], dtype=int)
+        if len(peak) and len(around):
+            out.append((peak, around))
+    return out
+
+
 def blink_metrics(weights: np.ndarray, found: np.ndarray, landmarks: np.ndarray, labels: dict) -> dict | None:
     """Blink separation on one clip: AUC of eyeBlinkLeft/Right (and of the aperture proxy) between
     labelled blink frames and open-eye frames, each labelled blink's peak on both eyes, and the
@@ -100,6 +117,13 @@ def blink_metrics(weights: np.ndarray, found: np.ndarray, landmarks: np.ndarray,
     out["peak_min"] = float(both.min())
     out["peak_median"] = float(np.median(both))
     out["peaks_over_0.6"] = int((both >= 0.6).sum())
+    # brows at a blink: the largest brow-raise weight at the blink over its median on the open frames
+    # around (a real blink does not raise the brows; MediaPipe's brow landmarks rise in one)
+    brow = weights[:, [_I[n] for n in BROW_UP]].max(axis=1)
+    rise = [float(brow[p].max() - np.median(brow[a])) for p, a in blink_surroundings(blinks, found)]
+    if rise:
+        out["brow_rise"] = [round(v, 3) for v in rise]
+        out["brow_rise_median"] = float(np.median(rise))
     return out
 
 
@@ -139,16 +163,13 @@ def clip_metrics(weights: np.ndarray, found: np.ndarray, landmarks: np.ndarray, 
             "frames": len(nf),
             "smile_median": float(np.median(mean_of(weights, nf, smile_names))),
             "eye_wide_median": float(np.median(mean_of(weights, nf, ("eyeWideLeft", "eyeWideRight")))),
-            "brow_up_median": float(np.median(mean_of(weights, nf, ("browInnerUp", "browOuterUpLeft",
-                                                                    "browOuterUpRight")))),
+            "brow_up_median": float(np.median(mean_of(weights, nf, BROW_UP))),
             "jaw_median": float(np.median(mean_of(weights, nf, ("jawOpen",)))),
             "max_weight_median": float(np.median([weights[i].max() for i in nf])),
             "max_weight": [float(weights[i].max()) for i in nf],
         }
     if labels.get("brows_raised"):
-        out["brows_raised"] = {"median": float(np.median(mean_of(weights, labels["brows_raised"],
-                                                                   ("browInnerUp", "browOuterUpLeft",
-                                                                    "browOuterUpRight"))))}
+        out["brows_raised"] = {"median": float(np.median(mean_of(weights, labels["brows_raised"], BROW_UP)))}
     if labels.get("mouth_open"):
         out["mouth_open"] = {"jaw_median": float(np.median(mean_of(weights, labels["mouth_open"], ("jawOpen",)))),
                              "smile_median": float(np.median(mean_of(weights, labels["mouth_open"], smile_names)))}

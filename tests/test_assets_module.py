@@ -15,6 +15,7 @@ from engine.errors import CheckpointError
 from engine.expressions import EXPRESSION_NAMES
 from engine.headspace import load_head
 from engine.hierarchy import load_hierarchy
+from engine.blink_target import REFIT as BLINK_REFIT, load_blink_target
 from engine.jaw_target import REFIT, load_jaw_target
 from engine.noise import load_tracker_noise
 
@@ -34,8 +35,9 @@ def test_load_npz_asset_reads_and_reports(tmp_path):
         load_npz_asset(good, lambda z: z["b"], fix="the fix")
 
 
-LOADERS = [load_canonical, load_embedding, load_head, load_hierarchy, load_tracker_noise, load_jaw_target]
-FIXES = {load_jaw_target: REFIT}  # what each loader's line tells the user to do (default: REBUILD_ASSETS)
+LOADERS = [load_canonical, load_embedding, load_head, load_hierarchy, load_tracker_noise, load_jaw_target,
+           load_blink_target]
+FIXES = {load_jaw_target: REFIT, load_blink_target: BLINK_REFIT}  # what each loader's line tells the user to do (default: REBUILD_ASSETS)
 
 
 @pytest.mark.parametrize("loader", LOADERS, ids=lambda f: f.__name__)
