@@ -20,7 +20,7 @@ tests/test_lowering.py) with ~80 nodes, by regrouping the algebra once, when it 
 - **The last layer** (up-sampling to the full mesh, ChebConv to 3 coordinates) is a blocked
   operator like the others, with Z = XΘ formed before up-sampling (U(X)Θ = U(XΘ)); offset_scale is
   folded into Θ and mean_vertices into the final per-vertex offset. Two other forms of it were
-  measured in ONNX Runtime at batch 1 and are slower: Clenshaw's recurrence (b_k = U Z_k + 2L~ b_{k+1}
+  measured in ONNX Runtime at batch 1 (scratch exports of that layer alone) and are slower: Clenshaw's recurrence (b_k = U Z_k + 2L~ b_{k+1}
   − b_{k+2} with L~ blocked: 2.1 MB of blocks instead of 7.9, but five more gathers, 1.17 against
   0.96 ms) and halos gathered by whole coarse vertex (K orders per row: 4× fewer gathered rows, but
   the blocks widen 601 → 960 columns, 1.6 against 1.4 ms).
